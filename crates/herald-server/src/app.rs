@@ -1,0 +1,182 @@
+//! Start-up and shutdown: builds the store, bus, hub and tasks, serves HTTP, and tears it all
+//! down in order (streams first, then the tasks, then the final flush of delivery records).
+
+use crate::config::Config;
+use crate::hub::{frame, Hub, HubConfig};
+use crate::metrics::Metrics;
+use crate::recorder::Recorder;
+use crate::{feed, housekeeping, http, relay, scheduler, server};
+use herald_bus::{EventBus, MemoryBus};
+use herald_domain::{demo_users, Timestamp};
+use herald_store::{Store, StoreError};
+use herald_store_sqlite::SqliteStore;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared state of the HTTP handlers: a cheap `Clone` of one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn EventBus>,
+    pub hub: Arc<Hub>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub node_id: String,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A started server; [`Running::stop`] shuts it down gracefully.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server has stopped (after [`Running::stop`] or a fatal error).
+    pub async fn stopped(self) {
+        let _ = self.done.await;
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+/// Opens storage, starts every task and begins serving on `listener`. Returns once the server
+/// is ready to take requests.
+pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
+    config.check().map_err(ServerError::Config)?;
+    let addr = listener.local_addr()?;
+    let sqlite = Arc::new(SqliteStore::open(&config.database_url).await?);
+    let store: Arc<dyn Store> = sqlite.clone();
+    if config.demo {
+        let added = store.seed_users(&demo_users(), Timestamp::now()).await?;
+        tracing::info!(added, "demo directory seeded");
+    }
+    let head = store.event_range().await?.last;
+    let metrics = Arc::new(Metrics::default());
+    let hub = Arc::new(Hub::new(hub_config(&config), head, metrics.clone()));
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new(4_096));
+    let subscription = bus.subscribe();
+    let (recorder, recorder_rx) = Recorder::new(1_024);
+
+    let tasks_stop = CancellationToken::new();
+    let recorder_stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(feed::run(hub.clone(), store.clone(), subscription, recorder.clone(), tasks_stop.clone()));
+    tasks.spawn(relay::run(store.clone(), bus.clone(), metrics.clone(), tasks_stop.clone()));
+    tasks.spawn(scheduler::run(store.clone(), tasks_stop.clone()));
+    tasks.spawn(housekeeping::heartbeats(hub.clone(), config.heartbeat_interval, tasks_stop.clone()));
+    tasks.spawn(housekeeping::prune_log(store.clone(), config.event_retention, tasks_stop.clone()));
+    let recording = {
+        let (recorder, store, metrics) = (recorder.clone(), store.clone(), metrics.clone());
+        let (flush, stop) = (config.delivery_flush_interval, recorder_stop.clone());
+        tokio::spawn(async move { recorder.run(recorder_rx, store, flush, metrics, stop).await })
+    };
+
+    let node_id = config.node_id.clone().unwrap_or_else(|| default_node_id(addr));
+    let grace = config.shutdown_grace;
+    let state =
+        AppState(Arc::new(Inner { config, store, bus, hub: hub.clone(), recorder, metrics, node_id }));
+    let router = http::router(state.clone());
+    let stop = CancellationToken::new();
+    tracing::info!(%addr, node = %state.node_id, "herald is ready");
+    let done = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let announce = move || {
+                let streams = hub.shutdown(shutdown_frame());
+                tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
+            };
+            server::serve(listener, router, stop, grace, announce).await;
+            tasks_stop.cancel();
+            while tasks.join_next().await.is_some() {}
+            recorder_stop.cancel();
+            let _ = recording.await;
+            drop(state);
+            sqlite.close().await;
+            tracing::info!("herald stopped");
+        }
+    });
+    Ok(Running { addr, stop, done })
+}
+
+/// Creates or upgrades the database schema and returns.
+pub async fn migrate(config: &Config) -> Result<(), ServerError> {
+    config.check().map_err(ServerError::Config)?;
+    SqliteStore::open(&config.database_url).await?.close().await;
+    Ok(())
+}
+
+/// Serves until `shutdown` completes, then shuts down gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let running = start(config, listener).await?;
+    let token = running.stop_token();
+    tokio::spawn(async move {
+        shutdown.await;
+        token.cancel();
+    });
+    running.stopped().await;
+    Ok(())
+}
+
+fn hub_config(config: &Config) -> HubConfig {
+    HubConfig {
+        queue: config.stream_queue,
+        per_user: config.max_connections_per_user,
+        total: config.max_connections,
+        window_entries: config.replay_window,
+        window_bytes: config.replay_window_bytes,
+    }
+}
+
+fn shutdown_frame() -> bytes::Bytes {
+    frame::json_frame(
+        None,
+        "SERVER_SHUTDOWN",
+        &serde_json::json!({ "message": "server is shutting down; reconnect to continue" }),
+    )
+}
+
+fn default_node_id(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".to_owned());
+    format!("{host}:{}", addr.port())
+}

@@ -1,0 +1,130 @@
+//! The HTTP edge's error: every failure becomes the JSON body of SPEC section 4
+//! (`timestamp`, `status`, `error`, `message`, `path`) with the right status code.
+
+use axum::extract::{OriginalUri, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use herald_domain::{FieldError, Timestamp};
+use herald_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BroadcastNotFound(_) | StoreError::NotTargeted { .. } => {
+                Self::NotFound(e.to_string())
+            }
+            StoreError::Transition(t) => Self::Conflict(format!("cannot cancel: {t}")),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                Self::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            StoreError::Backend(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+/// Rendered by [`error_body`] once the request path is known.
+#[derive(Clone, Debug)]
+pub struct ErrorInfo {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let info = ErrorInfo { status, message: self.to_string() };
+        let mut response = render(&info, "");
+        response.extensions_mut().insert(info);
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+fn render(info: &ErrorInfo, path: &str) -> Response {
+    let body = serde_json::json!({
+        "timestamp": Timestamp::now(),
+        "status": info.status.as_u16(),
+        "error": info.status.canonical_reason().unwrap_or("Error"),
+        "message": info.message,
+        "path": path,
+    });
+    (info.status, axum::Json(body)).into_response()
+}
+
+/// Middleware: fills the request path into error bodies produced anywhere below it.
+pub async fn error_body(uri: OriginalUri, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    let fresh = render(&info, uri.path());
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    drop(fresh_parts);
+    Response::from_parts(parts, body)
+}
+
+pub async fn not_found(uri: OriginalUri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method(), req.uri().path()))
+}

@@ -1,0 +1,195 @@
+//! `/api/admin/broadcasts`: create, list, read, cancel, stats and per-user deliveries.
+
+use super::{page_limit, BroadcastId};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::metrics::Metrics;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use herald_domain::{Broadcast, CreateBroadcastRequest, Timestamp};
+use herald_store::{Counts, DeliveryRow, ListFilter};
+use serde::{Deserialize, Serialize};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/broadcasts", get(list).post(create))
+        .route("/api/admin/broadcasts/users/all-ids", get(all_user_ids))
+        .route("/api/admin/broadcasts/{id}", get(show).delete(cancel))
+        .route("/api/admin/broadcasts/{id}/stats", get(stats))
+        .route("/api/admin/broadcasts/{id}/deliveries", get(deliveries))
+}
+
+/// The broadcast object: every field plus counts over its audience.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BroadcastOut {
+    #[serde(flatten)]
+    broadcast: Broadcast,
+    total_targeted: i64,
+    total_delivered: i64,
+    total_rendered: i64,
+    total_read: i64,
+}
+
+impl BroadcastOut {
+    fn new(broadcast: Broadcast, c: Counts) -> Self {
+        Self {
+            broadcast,
+            total_targeted: c.targeted,
+            total_delivered: c.delivered,
+            total_rendered: c.rendered,
+            total_read: c.read,
+        }
+    }
+}
+
+async fn with_counts(app: &AppState, b: Broadcast) -> Result<BroadcastOut, ApiError> {
+    let counts = app.store.counts(&b).await?;
+    Ok(BroadcastOut::new(b, counts))
+}
+
+async fn find(app: &AppState, id: i64) -> Result<Broadcast, ApiError> {
+    app.store
+        .get_broadcast(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("broadcast {id} does not exist")))
+}
+
+async fn create(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<CreateBroadcastRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let now = Timestamp::now();
+    let new = req.validate(now)?;
+    let b = app.store.create_broadcast(&new, now).await?;
+    Metrics::inc(&app.metrics.broadcasts_created_total);
+    tracing::info!(broadcast.id = b.id, correlation_id = %b.correlation_id, status = b.status.as_str(), "broadcast created");
+    Ok((StatusCode::CREATED, Json(with_counts(&app, b).await?)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    filter: Option<String>,
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let filter = match q.filter.as_deref() {
+        None | Some("") => ListFilter::All,
+        Some(f) => ListFilter::parse(f).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "filter: '{f}' is not one of all, active, scheduled, expired, cancelled"
+            ))
+        })?,
+    };
+    let limit = page_limit(q.limit, 100, 500)?;
+    let mut out = Vec::new();
+    for b in app.store.list_broadcasts(filter, q.before, limit).await? {
+        out.push(with_counts(&app, b).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    BroadcastId(id): BroadcastId,
+) -> Result<impl IntoResponse, ApiError> {
+    let b = find(&app, id).await?;
+    Ok(Json(with_counts(&app, b).await?))
+}
+
+async fn cancel(State(app): State<AppState>, BroadcastId(id): BroadcastId) -> Result<StatusCode, ApiError> {
+    let b = app.store.cancel_broadcast(id, Timestamp::now()).await?;
+    tracing::info!(broadcast.id = b.id, correlation_id = %b.correlation_id, "broadcast cancelled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsOut {
+    broadcast_id: i64,
+    total_targeted: i64,
+    total_delivered: i64,
+    total_rendered: i64,
+    total_read: i64,
+    delivery_rate: f64,
+    read_rate: f64,
+}
+
+fn rate(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+async fn stats(
+    State(app): State<AppState>,
+    BroadcastId(id): BroadcastId,
+) -> Result<impl IntoResponse, ApiError> {
+    let b = find(&app, id).await?;
+    let c = app.store.counts(&b).await?;
+    Ok(Json(StatsOut {
+        broadcast_id: id,
+        total_targeted: c.targeted,
+        total_delivered: c.delivered,
+        total_rendered: c.rendered,
+        total_read: c.read,
+        delivery_rate: rate(c.delivered, c.targeted),
+        read_rate: rate(c.read, c.targeted),
+    }))
+}
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryOut {
+    user_id: String,
+    delivery_status: &'static str,
+    read_status: &'static str,
+    delivered_at: Option<Timestamp>,
+    rendered_at: Option<Timestamp>,
+    read_at: Option<Timestamp>,
+}
+
+impl From<DeliveryRow> for DeliveryOut {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            delivery_status: if r.delivered_at.is_some() { "DELIVERED" } else { "PENDING" },
+            read_status: if r.read_at.is_some() { "READ" } else { "UNREAD" },
+            user_id: r.user_id,
+            delivered_at: r.delivered_at,
+            rendered_at: r.rendered_at,
+            read_at: r.read_at,
+        }
+    }
+}
+
+async fn deliveries(
+    State(app): State<AppState>,
+    BroadcastId(id): BroadcastId,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = page_limit(q.limit, 100, 1_000)?;
+    let b = find(&app, id).await?;
+    let rows = app.store.deliveries(&b, q.after.as_deref(), limit).await?;
+    Ok(Json(rows.into_iter().map(DeliveryOut::from).collect::<Vec<_>>()))
+}
+
+async fn all_user_ids(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(app.store.user_ids().await?))
+}

@@ -1,0 +1,72 @@
+//! `/api/admin/users`: the user directory.
+
+use super::{page_limit, required_user};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use herald_domain::user::parse_names;
+use herald_domain::{Timestamp, User};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/users", get(list))
+        .route("/api/admin/users/{user_id}", get(show).put(put).delete(remove))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = page_limit(q.limit, 100, 1_000)?;
+    Ok(Json(app.store.list_users(q.after.as_deref(), limit).await?))
+}
+
+async fn show(State(app): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let id = required_user("userId", Some(&raw))?;
+    let user = app.store.get_user(id.as_str()).await?;
+    user.map(Json).ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))
+}
+
+#[derive(Deserialize)]
+struct PutUser {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    products: Vec<String>,
+}
+
+async fn put(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<PutUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = User {
+        user_id: required_user("userId", Some(&raw))?,
+        roles: parse_names("roles", &body.roles)?,
+        products: parse_names("products", &body.products)?,
+    };
+    let saved = app.store.put_user(&user, Timestamp::now()).await?;
+    tracing::info!(user.id = %saved.user_id, "user saved");
+    Ok(Json(saved))
+}
+
+async fn remove(State(app): State<AppState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = required_user("userId", Some(&raw))?;
+    if app.store.delete_user(id.as_str(), Timestamp::now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("user {id} does not exist")))
+    }
+}

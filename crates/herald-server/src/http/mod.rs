@@ -1,0 +1,90 @@
+//! The HTTP API of SPEC section 4: one module per resource, each with its own `router()`, merged
+//! here under the shared layers (error bodies with the path, body limit).
+
+mod admin_broadcasts;
+mod admin_users;
+mod ops;
+mod streams;
+mod user_messages;
+
+use crate::app::AppState;
+use crate::error::{self, ApiError};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::{middleware, Router};
+use herald_domain::UserId;
+use serde::{Deserialize, Deserializer};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(admin_broadcasts::router())
+        .merge(admin_users::router())
+        .merge(user_messages::router())
+        .merge(streams::router())
+        .merge(ops::router())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn(error::error_body))
+        .with_state(state)
+}
+
+/// A `limit` query parameter: `default` when absent, 400 outside `1..=max`.
+pub fn page_limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!("limit: {n} is outside 1..={max}"))),
+    }
+}
+
+/// A user id from a parameter or body field, required.
+pub fn required_user(field: &str, raw: Option<&str>) -> Result<UserId, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::BadRequest(format!("{field}: is required")))?;
+    Ok(UserId::parse(field, raw)?)
+}
+
+/// The `{id}` path segment of a broadcast route.
+pub struct BroadcastId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for BroadcastId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("id: {e}")))?;
+        parse_id("id", &raw).map(BroadcastId)
+    }
+}
+
+fn parse_id(field: &str, raw: &str) -> Result<i64, ApiError> {
+    raw.trim().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::BadRequest(format!("{field}: '{raw}' is not a broadcast id (a positive integer)"))
+    })
+}
+
+/// A broadcast id sent as a JSON number or a numeric string (the old frontend sends either).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonId(pub i64);
+
+impl<'de> Deserialize<'de> for JsonId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let id = match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a broadcast id"))? {
+            Raw::Number(n) => n,
+            Raw::Text(t) => {
+                t.trim().parse().map_err(|_| serde::de::Error::custom(format!("'{t}' is not a number")))?
+            }
+        };
+        if id <= 0 {
+            return Err(serde::de::Error::custom("must be a positive integer"));
+        }
+        Ok(JsonId(id))
+    }
+}

@@ -1,0 +1,116 @@
+//! SSE routes: connect (and its alias), disconnect, stats, and whether a user is connected.
+
+use super::required_user;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{parse_form, read_body, ApiQuery};
+use crate::server::ConnCtl;
+use crate::sse::{self, ConnectRequest};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use herald_domain::{Timestamp, UserId};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/user/sse/connect", get(connect))
+        .route("/api/sse/connect", get(connect))
+        .route("/api/user/sse/disconnect", post(disconnect))
+        .route("/api/user/sse/stats", get(stats))
+        .route("/api/user/sse/connected/{user_id}", get(connected))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectQuery {
+    user_id: Option<String>,
+    connection_id: Option<String>,
+    session_id: Option<String>,
+    last_event_id: Option<String>,
+}
+
+async fn connect(
+    State(app): State<AppState>,
+    ctl: Option<Extension<ConnCtl>>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ConnectQuery>,
+) -> Result<Response, ApiError> {
+    let user_id = required_user("userId", q.user_id.as_deref())?;
+    let connection_id: Arc<str> = match q.connection_id.or(q.session_id) {
+        Some(raw) => Arc::from(UserId::parse("connectionId", &raw)?.as_str()),
+        None => Arc::from(uuid::Uuid::new_v4().to_string()),
+    };
+    // An unparsable Last-Event-ID is treated as absent (SPEC section 3).
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.last_event_id)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n >= 0);
+    if let Some(Extension(c)) = &ctl {
+        tracing::debug!(user.id = %user_id, peer = %c.peer, ?last_event_id, "stream opening");
+    }
+    let user = app.store.ensure_user(&user_id, Timestamp::now()).await?;
+    let req = ConnectRequest { user, connection_id, last_event_id, ctl: ctl.map(|Extension(c)| c) };
+    sse::open(&app, req).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DisconnectParams {
+    user_id: Option<String>,
+    connection_id: Option<String>,
+    session_id: Option<String>,
+}
+
+/// Parameters come from the query string or a form body.
+async fn disconnect(State(app): State<AppState>, req: Request) -> Result<impl IntoResponse, ApiError> {
+    let query: DisconnectParams = parse_form(req.uri().query().unwrap_or(""))?;
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form: DisconnectParams = if is_form {
+        let body = read_body(req, &()).await?;
+        parse_form(
+            std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("form body is not UTF-8".into()))?,
+        )?
+    } else {
+        DisconnectParams::default()
+    };
+    let user = required_user("userId", form.user_id.as_deref().or(query.user_id.as_deref()))?;
+    let connection_id = form
+        .connection_id
+        .or(form.session_id)
+        .or(query.connection_id)
+        .or(query.session_id)
+        .ok_or_else(|| ApiError::BadRequest("connectionId: is required".into()))?;
+    let closed = app.hub.disconnect(user.as_str(), &connection_id);
+    Ok(Json(serde_json::json!({ "userId": user, "connectionId": connection_id, "disconnected": closed })))
+}
+
+async fn stats(State(app): State<AppState>) -> impl IntoResponse {
+    let (users, connections) = app.hub.counts();
+    Json(serde_json::json!({
+        "totalActiveUsers": users,
+        "sseConnectedUsers": users,
+        "totalConnections": connections,
+        "podId": app.node_id,
+        "timestamp": Timestamp::now(),
+        "pendingDeliveryRecords": app.recorder.pending(),
+    }))
+}
+
+async fn connected(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = required_user("userId", Some(&raw))?;
+    Ok(Json(app.hub.is_connected(user.as_str())))
+}

@@ -1,0 +1,123 @@
+//! `/api/user/messages`: a user's inbox, unread count, read, read-all and visibility acks.
+//! With auth `none` the user is the `userId` parameter (query, or body for POSTs).
+
+use super::{page_limit, required_user, JsonId};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herald_domain::{MessageView, Timestamp};
+use herald_store::DeliveryMark;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/user/messages", get(inbox))
+        .route("/api/user/messages/unread-count", get(unread_count))
+        .route("/api/user/messages/read", post(read))
+        .route("/api/user/messages/read-all", post(read_all))
+        .route("/api/user/messages/ack-visibility", post(ack_visibility))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserQuery {
+    user_id: Option<String>,
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+/// The inbox, newest first; every message in it counts as delivered from now on.
+async fn inbox(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = required_user("userId", q.user_id.as_deref())?;
+    let limit = page_limit(q.limit, 50, 500)?;
+    let now = Timestamp::now();
+    let items = app.store.inbox(user.as_str(), q.before, limit, now).await?;
+    let user_id: Arc<str> = Arc::from(user.as_str());
+    let marks: Vec<DeliveryMark> = items
+        .iter()
+        .filter(|i| i.delivered_at.is_none())
+        .map(|i| DeliveryMark {
+            broadcast_id: i.broadcast.id,
+            user_id: user_id.clone(),
+            at: now,
+            read: false,
+        })
+        .collect();
+    app.store.record_deliveries(&marks).await?;
+    let views: Vec<MessageView<'_>> = items
+        .iter()
+        .map(|i| MessageView::for_user(&i.broadcast, user.as_str(), i.delivered_at.or(Some(now)), i.read_at))
+        .collect();
+    Ok(Json(serde_json::to_value(views).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+async fn unread_count(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = required_user("userId", q.user_id.as_deref())?;
+    let unread = app.store.unread_count(user.as_str(), Timestamp::now()).await?;
+    Ok(Json(serde_json::json!({ "unread": unread })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserParam {
+    user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageBody {
+    user_id: Option<String>,
+    broadcast_id: Option<JsonId>,
+}
+
+/// The body's `userId`, else the query's.
+fn body_user(body: Option<&str>, query: Option<&str>) -> Result<herald_domain::UserId, ApiError> {
+    required_user("userId", body.or(query))
+}
+
+fn required_broadcast(id: Option<JsonId>) -> Result<i64, ApiError> {
+    id.map(|i| i.0).ok_or_else(|| ApiError::BadRequest("broadcastId: is required".into()))
+}
+
+async fn read(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<UserParam>,
+    ApiJson(body): ApiJson<MessageBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
+    let id = required_broadcast(body.broadcast_id)?;
+    let read_at = app.store.mark_read(user.as_str(), id, Timestamp::now()).await?;
+    Ok(Json(serde_json::json!({ "broadcastId": id, "userId": user, "readAt": read_at })))
+}
+
+async fn read_all(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<UserParam>,
+    ApiJson(body): ApiJson<UserParam>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
+    let read = app.store.mark_all_read(user.as_str(), Timestamp::now()).await?;
+    Ok(Json(serde_json::json!({ "read": read })))
+}
+
+async fn ack_visibility(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<UserParam>,
+    ApiJson(body): ApiJson<MessageBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
+    let id = required_broadcast(body.broadcast_id)?;
+    app.store.ack_visibility(user.as_str(), id, Timestamp::now()).await?;
+    Ok(Json(serde_json::json!({ "broadcastId": id, "userId": user, "acknowledged": true })))
+}

@@ -1,0 +1,24 @@
+//! Herald's server: the HTTP API, the SSE hub, and the background tasks (relay, feed, scheduler,
+//! delivery recorder, housekeeping) wired around a [`herald_store::Store`] and a
+//! [`herald_bus::EventBus`].
+//!
+//! [`start`] builds everything on a listener the caller bound (tests bind port 0) and returns a
+//! [`Running`] handle; [`run`] serves until a shutdown future completes.
+
+mod app;
+pub mod config;
+mod error;
+mod extract;
+mod feed;
+mod housekeeping;
+mod http;
+pub mod hub;
+mod metrics;
+mod recorder;
+mod relay;
+mod scheduler;
+mod server;
+mod sse;
+
+pub use app::{migrate, run, start, Running, ServerError};
+pub use config::Config;

@@ -1,0 +1,147 @@
+//! The delivery recorder: collects "sent to user" marks from the hub and the catch-up path and
+//! writes them in batches, off the hot path. Counts in stats come from these rows.
+
+use crate::metrics::Metrics;
+use herald_store::{DeliveryMark, Store};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Marks written in one transaction at most.
+const MAX_BATCH: usize = 50_000;
+
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    tx: mpsc::Sender<Vec<DeliveryMark>>,
+    pending: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    /// A recorder whose queue holds at most `capacity` batches; senders wait when it is full, so
+    /// a slow database slows the hub's bookkeeping, never a stream.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Vec<DeliveryMark>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx, pending: Arc::default() }, rx)
+    }
+
+    pub async fn record(&self, marks: Vec<DeliveryMark>) {
+        let n = marks.len() as u64;
+        if n == 0 {
+            return;
+        }
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        if self.tx.send(marks).await.is_err() {
+            self.pending.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks accepted but not yet committed.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub async fn run(
+        &self,
+        mut rx: mpsc::Receiver<Vec<DeliveryMark>>,
+        store: Arc<dyn Store>,
+        flush_interval: Duration,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
+        let mut buf: Vec<DeliveryMark> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            buf.extend(first);
+            let deadline = Instant::now() + flush_interval;
+            while buf.len() < MAX_BATCH {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(more) => buf.extend(more),
+                        None => break,
+                    },
+                    _ = sleep_until(deadline) => break,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            self.write(&store, &mut buf, &metrics, &shutdown).await;
+        }
+        while let Ok(more) = rx.try_recv() {
+            buf.extend(more);
+        }
+        self.write(&store, &mut buf, &metrics, &shutdown).await;
+    }
+
+    /// Writes `buf` (retrying while the database is down, unless shutting down) and clears it.
+    async fn write(
+        &self,
+        store: &Arc<dyn Store>,
+        buf: &mut Vec<DeliveryMark>,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) {
+        if buf.is_empty() {
+            return;
+        }
+        let taken = buf.len() as u64;
+        let marks = dedupe(std::mem::take(buf));
+        let mut attempt = 0u32;
+        loop {
+            match store.record_deliveries(&marks).await {
+                Ok(()) => {
+                    Metrics::add(&metrics.delivery_records_written_total, marks.len() as u64);
+                    break;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, rows = marks.len(), "writing delivery records failed");
+                    if shutdown.is_cancelled() && attempt >= 3 {
+                        tracing::error!(rows = marks.len(), "giving up on delivery records at shutdown");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500).saturating_mul(attempt.min(10))).await;
+                }
+            }
+        }
+        self.pending.fetch_sub(taken, Ordering::Relaxed);
+    }
+}
+
+/// One mark per (broadcast, user): the earliest time, read if any mark says read.
+fn dedupe(marks: Vec<DeliveryMark>) -> Vec<DeliveryMark> {
+    let mut by_key: HashMap<(i64, Arc<str>), DeliveryMark> = HashMap::with_capacity(marks.len());
+    for m in marks {
+        by_key
+            .entry((m.broadcast_id, m.user_id.clone()))
+            .and_modify(|e| {
+                e.at = e.at.min(m.at);
+                e.read |= m.read;
+            })
+            .or_insert(m);
+    }
+    by_key.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::Timestamp;
+
+    fn mark(b: i64, u: &str, at: i64, read: bool) -> DeliveryMark {
+        DeliveryMark { broadcast_id: b, user_id: u.into(), at: Timestamp::from_millis(at), read }
+    }
+
+    #[test]
+    fn dedupe_keeps_the_first_delivery_per_user_and_broadcast() {
+        let mut out = dedupe(vec![mark(1, "a", 20, false), mark(1, "a", 10, false), mark(2, "a", 5, true)]);
+        out.sort_by_key(|m| m.broadcast_id);
+        assert_eq!(out, vec![mark(1, "a", 10, false), mark(2, "a", 5, true)]);
+    }
+}

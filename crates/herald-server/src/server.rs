@@ -1,0 +1,80 @@
+//! The accept loop. Herald serves connections itself (rather than through `axum::serve`) so that
+//! each connection gets a kill switch: the hub can close a stuck stream's socket at once, which a
+//! response body alone cannot do when the client stopped reading.
+
+use axum::extract::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Per-connection facts handlers may need, inserted into every request's extensions.
+#[derive(Clone, Debug)]
+pub struct ConnCtl {
+    /// Cancelling it drops the connection (and its socket) immediately.
+    pub kill: CancellationToken,
+    pub peer: SocketAddr,
+}
+
+/// Time a client has to send its request headers (slow-loris protection).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `stop` is cancelled; then stops accepting, calls `before_drain` (which ends the
+/// streams), waits up to `grace` for connections to finish and closes the rest.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+    grace: Duration,
+    before_drain: impl FnOnce(),
+) {
+    let graceful = GracefulShutdown::new();
+    let all = CancellationToken::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, most likely: give closing sockets a moment.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let kill = all.child_token();
+        let ctl = ConnCtl { kill: kill.clone(), peer };
+        let service = router.clone().map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ctl.clone());
+            req
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                _ = kill.cancelled() => {}
+            }
+        });
+    }
+    drop(listener);
+    before_drain();
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+    all.cancel();
+}

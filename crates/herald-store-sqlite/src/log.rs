@@ -1,0 +1,161 @@
+//! The scheduler's due work, the relay's outbox-to-log move, and replay reads of the log.
+
+use crate::broadcasts::set_status;
+use crate::rows::{broadcast_from_row, db_err, enqueue_event, ts, BROADCAST_COLUMNS};
+use herald_domain::{BroadcastStatus, Event, EventBody, RemovalReason, Timestamp};
+use herald_store::{DueWork, EventRange, StoreError, StoreResult};
+use sqlx::{Row, SqlitePool};
+
+pub async fn next_due(pool: &SqlitePool) -> StoreResult<Option<Timestamp>> {
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT min(t) FROM ( \
+           SELECT min(scheduled_at) AS t FROM broadcasts WHERE status = 'SCHEDULED' \
+           UNION ALL \
+           SELECT min(expires_at) FROM broadcasts WHERE status IN ('SCHEDULED', 'ACTIVE') \
+         )",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(ts(due))
+}
+
+pub async fn run_due(pool: &SqlitePool, now: Timestamp) -> StoreResult<DueWork> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut work = DueWork::default();
+    let sql = format!(
+        "SELECT {BROADCAST_COLUMNS} FROM broadcasts b WHERE b.status = 'SCHEDULED' AND b.scheduled_at <= ?1 \
+         ORDER BY b.scheduled_at, b.id"
+    );
+    let rows = sqlx::query(&sql).bind(now.millis()).fetch_all(&mut *tx).await.map_err(db_err)?;
+    for row in &rows {
+        let mut b = broadcast_from_row(row)?;
+        b.status = b.status.transition(BroadcastStatus::Active)?;
+        b.updated_at = now;
+        if b.expires_at.is_some_and(|e| e <= now) {
+            // Its whole window passed while nothing ran: it ends without reaching anyone.
+            b.status = b.status.transition(BroadcastStatus::Expired)?;
+            set_status(&mut tx, &b).await?;
+            work.expired += 1;
+            continue;
+        }
+        set_status(&mut tx, &b).await?;
+        enqueue_event(&mut tx, &EventBody::Message { broadcast: b }, now).await?;
+        work.activated += 1;
+    }
+    let sql = format!(
+        "SELECT {BROADCAST_COLUMNS} FROM broadcasts b WHERE b.status = 'ACTIVE' AND b.expires_at <= ?1 \
+         ORDER BY b.expires_at, b.id"
+    );
+    let rows = sqlx::query(&sql).bind(now.millis()).fetch_all(&mut *tx).await.map_err(db_err)?;
+    for row in &rows {
+        let mut b = broadcast_from_row(row)?;
+        b.status = b.status.transition(BroadcastStatus::Expired)?;
+        b.updated_at = now;
+        set_status(&mut tx, &b).await?;
+        let body = EventBody::MessageRemoved {
+            broadcast_id: b.id,
+            reason: RemovalReason::Expired,
+            target: b.target,
+        };
+        enqueue_event(&mut tx, &body, now).await?;
+        work.expired += 1;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(work)
+}
+
+fn parse_body(payload: &str) -> StoreResult<EventBody> {
+    serde_json::from_str(payload).map_err(|e| StoreError::Backend(format!("stored event is not valid: {e}")))
+}
+
+fn kind_of(body: &EventBody) -> &'static str {
+    body.sse_name().unwrap_or("USER_CHANGED")
+}
+
+pub async fn relay_batch(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<Event>> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let rows: Vec<(i64, String, i64)> =
+        sqlx::query_as("SELECT id, payload, created_at FROM outbox ORDER BY id LIMIT ?1")
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seq: i64 = sqlx::query_scalar("SELECT last_seq FROM relay_state WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (_, payload, created_at) in &rows {
+        seq += 1;
+        let body = parse_body(payload)?;
+        sqlx::query(
+            "INSERT INTO events (seq, kind, broadcast_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(seq)
+        .bind(kind_of(&body))
+        .bind(body.broadcast_id())
+        .bind(payload)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let EventBody::Message { broadcast } = &body {
+            sqlx::query("UPDATE broadcasts SET message_seq = ?1 WHERE id = ?2")
+                .bind(seq)
+                .bind(broadcast.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        events.push(Event { seq, body });
+    }
+    let last_id = rows.last().map(|r| r.0).unwrap_or_default();
+    sqlx::query("DELETE FROM outbox WHERE id <= ?1").bind(last_id).execute(&mut *tx).await.map_err(db_err)?;
+    sqlx::query("UPDATE relay_state SET last_seq = ?1 WHERE id = 1")
+        .bind(seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(events)
+}
+
+pub async fn events_after(pool: &SqlitePool, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>> {
+    let rows =
+        sqlx::query("SELECT seq, payload FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3")
+            .bind(after)
+            .bind(upto)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let payload: String = r.try_get(1).map_err(db_err)?;
+            Ok(Event { seq: r.try_get(0).map_err(db_err)?, body: parse_body(&payload)? })
+        })
+        .collect()
+}
+
+pub async fn event_range(pool: &SqlitePool) -> StoreResult<EventRange> {
+    let (first, last): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT (SELECT min(seq) FROM events), (SELECT last_seq FROM relay_state WHERE id = 1)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(EventRange { first, last })
+}
+
+pub async fn prune_events(pool: &SqlitePool, before: Timestamp) -> StoreResult<u64> {
+    let done = sqlx::query("DELETE FROM events WHERE created_at < ?1")
+        .bind(before.millis())
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,118 @@
+//! The storage seam: the [`Store`] trait every backend (SQLite, PostgreSQL) implements, and the
+//! plain types it speaks.
+//!
+//! A backend owns durability and the outbox: every state change that clients must hear about is
+//! committed together with its event in one transaction, and [`Store::relay_batch`] turns committed
+//! outbox rows into positioned events in the log. Backends wake the relay and the scheduler through
+//! [`Signals`] after they commit.
+
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+use herald_domain::{Broadcast, Event, NewBroadcast, Timestamp, User, UserId};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("broadcast {0} does not exist")]
+    BroadcastNotFound(i64),
+    #[error("broadcast {broadcast_id} is not addressed to user {user_id}")]
+    NotTargeted { broadcast_id: i64, user_id: String },
+    #[error(transparent)]
+    Transition(#[from] herald_domain::TransitionError),
+    /// The database cannot be reached or refused the connection; callers answer 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Wake-ups for the relay (new outbox rows) and the scheduler (new due times).
+    fn signals(&self) -> &Signals;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- user directory ---
+
+    /// Creates or replaces a user's roles and products; emits `USER_CHANGED`.
+    async fn put_user(&self, user: &User, now: Timestamp) -> StoreResult<User>;
+    /// Returns the user, adding it with no roles or products if it is not in the directory yet.
+    async fn ensure_user(&self, id: &UserId, now: Timestamp) -> StoreResult<User>;
+    /// Adds the users that are missing; existing users are left as they are. Returns how many were added.
+    async fn seed_users(&self, users: &[User], now: Timestamp) -> StoreResult<usize>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>>;
+    /// Removes a user from the directory (its delivery history stays); emits `USER_CHANGED`.
+    async fn delete_user(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    async fn user_ids(&self) -> StoreResult<Vec<String>>;
+
+    // --- broadcasts (admin) ---
+
+    /// Stores a validated broadcast; when it is active at once its `MESSAGE` event is in the outbox
+    /// in the same transaction.
+    async fn create_broadcast(&self, new: &NewBroadcast, now: Timestamp) -> StoreResult<Broadcast>;
+    async fn get_broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    async fn list_broadcasts(
+        &self,
+        filter: ListFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Broadcast>>;
+    /// Cancels; `MESSAGE_REMOVED` goes out when the broadcast was active.
+    async fn cancel_broadcast(&self, id: i64, now: Timestamp) -> StoreResult<Broadcast>;
+    /// Counts over the broadcast's current audience, from the per-user records.
+    async fn counts(&self, broadcast: &Broadcast) -> StoreResult<Counts>;
+    /// One row per audience member, ordered by user id, after `after`.
+    async fn deliveries(
+        &self,
+        broadcast: &Broadcast,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+
+    // --- a user's messages ---
+
+    /// Active, non-fire-and-forget broadcasts addressed to the user and unread, newest first.
+    async fn inbox(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InboxItem>>;
+    /// Inbox messages never delivered to the user whose `MESSAGE` event is at or before `upto_seq`,
+    /// in log order.
+    async fn pending(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<InboxItem>>;
+    async fn unread_count(&self, user: &str, now: Timestamp) -> StoreResult<i64>;
+    /// Marks read (idempotent); the first time emits `READ_RECEIPT`. Returns the read time.
+    async fn mark_read(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<Timestamp>;
+    /// Marks every inbox message read; returns how many were newly read.
+    async fn mark_all_read(&self, user: &str, now: Timestamp) -> StoreResult<u64>;
+    /// Sets `renderedAt` the first time.
+    async fn ack_visibility(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<()>;
+    /// Upserts delivery marks in one batch; existing times are kept (first delivery wins).
+    async fn record_deliveries(&self, marks: &[DeliveryMark]) -> StoreResult<()>;
+
+    // --- scheduler ---
+
+    /// The earliest pending activation or expiry.
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
+    /// Activates and expires everything due at `now`, with their events.
+    async fn run_due(&self, now: Timestamp) -> StoreResult<DueWork>;
+
+    // --- relay and replay ---
+
+    /// Moves up to `limit` committed outbox rows into the event log, assigning positions in order.
+    async fn relay_batch(&self, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Logged events with `after < seq <= upto`, in order, at most `limit`.
+    async fn events_after(&self, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    async fn event_range(&self) -> StoreResult<EventRange>;
+    /// Deletes logged events created before `before`; returns how many.
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
+}

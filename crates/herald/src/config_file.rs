@@ -1,0 +1,87 @@
+//! The TOML layer of the configuration and the commented default file `herald config` prints.
+
+use anyhow::Context;
+use herald_server::Config;
+use std::path::Path;
+
+/// Reads `path`, or `herald.toml` when no path is given and that file exists; defaults otherwise.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => (Path::new("herald.toml"), false),
+    };
+    if !required && !path.exists() {
+        return Ok(Config::default());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+pub const DEFAULT_TOML: &str = r#"# Herald configuration. Every key can also be set by a HERALD_<KEY> environment variable
+# (upper case) or a --<key> flag (dashes for underscores); flags and variables win over this file.
+
+# Address to listen on. With auth = "none" keep it on loopback.
+listen = "127.0.0.1:8080"
+
+# sqlite://path (embedded, created if missing).
+database_url = "sqlite://data/herald.db"
+
+# Event bus: "memory" (single node).
+bus = "memory"
+kafka_topic = "herald.events"
+# kafka_brokers = "localhost:9092"
+
+# Authentication: "none" trusts the userId parameter (loopback only).
+auth = "none"
+
+# This node's id in stats and logs; host name + port when unset.
+# node_id = "herald-1"
+
+# Open streams per user; the next one gets CONNECTION_LIMIT_REACHED.
+max_connections_per_user = 4
+# Open streams on this node; beyond it connects get 429.
+max_connections = 18000
+
+# HEARTBEAT event interval (a ':' comment line also goes out every 15 s).
+heartbeat_interval = "30s"
+# Reconnect delay announced in the retry: line.
+sse_retry = "3s"
+# Frames queued per stream; a stream whose queue fills up is closed and catches up on reconnect.
+stream_queue = 256
+
+# Recent events kept in memory for Last-Event-ID replay (by count and bytes).
+replay_window = 10000
+replay_window_bytes = 33554432
+# How long the event log keeps events for replay from the database.
+event_retention = "7days"
+
+# Largest request body in bytes (413 beyond).
+body_limit = 65536
+# How often buffered delivery records are written.
+delivery_flush_interval = "100ms"
+# How long graceful shutdown waits for streams and requests.
+shutdown_grace = "5s"
+
+# Seed the demo directory user-001..user-010.
+demo = false
+# Log format: "text" or "json".
+log_format = "text"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_default_file_matches_the_built_in_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        let defaults = Config::default();
+        assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&defaults).unwrap());
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = toml::from_str::<Config>("listn = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+}
