@@ -1,0 +1,319 @@
+//! Delivery guarantees of SPEC section 2, end to end over HTTP and SSE.
+
+mod common;
+
+use common::{id_of, spawn_app, spawn_with, SseClient};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+const USERS: [&str; 10] = [
+    "user-001", "user-002", "user-003", "user-004", "user-005", "user-006", "user-007", "user-008",
+    "user-009", "user-010",
+];
+
+/// Broadcast ids of the MESSAGE events before the one for `marker`.
+async fn messages_until(c: &mut SseClient, marker: i64) -> BTreeSet<i64> {
+    let mut got = BTreeSet::new();
+    loop {
+        let ev = c.expect("MESSAGE").await;
+        let id = ev.broadcast_id();
+        if id == marker {
+            return got;
+        }
+        assert!(got.insert(id), "broadcast {id} arrived twice on one stream");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_target_type_reaches_exactly_its_audience() {
+    let app = spawn_app().await;
+    let mut streams = Vec::new();
+    for u in USERS {
+        streams.push(app.online(u).await);
+    }
+    let selected = id_of(
+        &app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-004", "user-008", "ghost"]})).await,
+    );
+    let role = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["MODERATOR", "ADMIN"]})).await);
+    let product = id_of(&app.publish(json!({"targetType": "PRODUCT", "targetIds": ["Analytics"]})).await);
+    let all = id_of(&app.publish(json!({"targetType": "ALL"})).await);
+    let marker = id_of(&app.publish(json!({"targetType": "ALL", "content": "marker"})).await);
+    for (user, stream) in USERS.iter().zip(streams.iter_mut()) {
+        let mut expected = BTreeSet::from([all]);
+        if ["user-004", "user-008"].contains(user) {
+            expected.insert(selected);
+        }
+        if ["user-002", "user-003", "user-005"].contains(user) {
+            expected.insert(role);
+        }
+        if ["user-003", "user-007", "user-009"].contains(user) {
+            expected.insert(product);
+        }
+        assert_eq!(messages_until(stream, marker).await, expected, "{user}");
+    }
+    let b = app.get_json(&format!("/api/admin/broadcasts/{role}")).await;
+    assert_eq!(b["totalTargeted"], 3);
+    let b = app.get_json(&format!("/api/admin/broadcasts/{all}")).await;
+    assert_eq!(b["totalTargeted"], 10, "ALL targets every user in the directory");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_messages_are_delivered_once_on_connect() {
+    let app = spawn_app().await;
+    let b1 = id_of(
+        &app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"], "content": "while you were away"}))
+            .await,
+    );
+
+    let mut s = app.connect("user-002").await;
+    let connected = s.expect("CONNECTED").await.json();
+    assert_eq!(connected["userId"], "user-002");
+    assert!(connected["connectionId"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(s.retry, Some(3000), "the retry: line comes first");
+    let m = s.expect_message(b1).await;
+    assert_eq!(m.json()["content"], "while you were away");
+    assert!(m.id.is_some(), "pending messages carry their log position");
+    drop(s);
+    app.eventually("/api/user/sse/connected/user-002", |v| v == &json!(false)).await;
+    app.eventually(&format!("/api/admin/broadcasts/{b1}/stats"), |v| v["totalDelivered"] == 1).await;
+
+    let mut again = app.online("user-002").await;
+    let mut other_admin = app.online("user-003").await;
+    let marker = id_of(&app.publish(json!({"content": "marker"})).await);
+    assert!(messages_until(&mut again, marker).await.is_empty(), "a delivered message is not pending again");
+    assert_eq!(messages_until(&mut other_admin, marker).await, BTreeSet::from([b1]));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_event_id_replays_missed_events_in_order_and_nothing_before() {
+    let app = spawn_app().await;
+    let mut s = app.online("user-001").await;
+    let b1 = id_of(&app.publish(json!({})).await);
+    let position = s.expect_message(b1).await.id.unwrap();
+    drop(s);
+    app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
+
+    let b2 = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
+    let _not_mine = app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"]})).await;
+    let b3 = id_of(&app.publish(json!({"targetType": "PRODUCT", "targetIds": ["Payments"]})).await);
+
+    let mut back = app.connect_with("user-001", &[("last-event-id", &position)]).await;
+    assert_eq!(back.expect("CONNECTED").await.json()["lastEventId"], position.as_str());
+    let first = back.expect_message(b2).await;
+    let second = back.expect_message(b3).await;
+    assert!(first.seq() > position.parse().unwrap() && second.seq() > first.seq(), "replay keeps log order");
+    let marker = id_of(&app.publish(json!({"content": "marker"})).await);
+    assert!(messages_until(&mut back, marker).await.is_empty(), "nothing before the position is replayed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reads_the_database_when_the_window_no_longer_holds_the_position() {
+    let app = spawn_with(|c| c.replay_window = 2).await;
+    let mut s = app.online("user-001").await;
+    let b0 = id_of(&app.publish(json!({})).await);
+    let position = s.expect_message(b0).await.id.unwrap();
+    drop(s);
+    app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        missed.push(id_of(&app.publish(json!({"content": format!("missed {i}")})).await));
+    }
+    let mut back = app.connect_with("user-001", &[("last-event-id", &position)]).await;
+    back.expect("CONNECTED").await;
+    for id in missed {
+        back.expect_message(id).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparsable_last_event_id_is_treated_as_absent() {
+    let app = spawn_app().await;
+    let b1 = id_of(&app.publish(json!({})).await);
+    let mut s = app.connect_with("user-001", &[("last-event-id", "not-a-number")]).await;
+    assert_eq!(s.expect("CONNECTED").await.json()["lastEventId"], json!(null));
+    s.expect_message(b1).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_the_server_does_not_know_gets_resync() {
+    let app = spawn_app().await;
+    let b1 = id_of(&app.publish(json!({})).await);
+    let mut s = app.connect_with("user-001", &[("lastEventId", "999999")]).await;
+    s.expect("CONNECTED").await;
+    s.expect_message(b1).await;
+    let resync = s.expect("RESYNC").await;
+    assert!(resync.json()["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_reaches_every_stream_of_the_user_and_leaves_the_inbox() {
+    let app = spawn_app().await;
+    let mut tab1 = app.online("user-002").await;
+    let mut tab2 = app.online("user-002").await;
+    let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"]})).await);
+    tab1.expect_message(b).await;
+    tab2.expect_message(b).await;
+    let inbox = app.get_json("/api/user/messages?userId=user-002").await;
+    assert_eq!(inbox.as_array().unwrap().len(), 1);
+    assert_eq!(app.get_json("/api/user/messages/unread-count?userId=user-002").await, json!({"unread": 1}));
+
+    let r = app.post("/api/user/messages/read", json!({"userId": "user-002", "broadcastId": b})).await;
+    assert_eq!(r.status(), 200);
+    for tab in [&mut tab1, &mut tab2] {
+        let receipt = tab.expect("READ_RECEIPT").await.json();
+        assert_eq!(receipt["broadcastId"], b);
+        assert!(receipt["readAt"].is_string());
+    }
+    assert_eq!(app.get_json("/api/user/messages?userId=user-002").await, json!([]));
+    assert_eq!(app.get_json("/api/user/messages/unread-count?userId=user-002").await, json!({"unread": 0}));
+
+    let again = app
+        .post("/api/user/messages/read", json!({"userId": "user-002", "broadcastId": b.to_string()}))
+        .await;
+    assert_eq!(again.status(), 200, "read is idempotent");
+    let marker = id_of(&app.publish(json!({"content": "marker"})).await);
+    assert_eq!(tab1.expect("MESSAGE").await.broadcast_id(), marker, "a second read sends no second receipt");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_all_marks_the_whole_inbox() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-006"]})).await;
+    }
+    let r = app.post("/api/user/messages/read-all", json!({"userId": "user-006"})).await;
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({"read": 3}));
+    assert_eq!(app.get_json("/api/user/messages?userId=user-006").await, json!([]));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_derived_from_the_per_user_records() {
+    let app = spawn_app().await;
+    let mut s = app.online("user-002").await;
+    let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"]})).await);
+    let live = s.expect_message(b).await;
+    let correlation = live.json()["correlationId"].clone();
+    let inbox = app.get_json("/api/user/messages?userId=user-003").await;
+    assert_eq!(inbox[0]["deliveryStatus"], "DELIVERED", "fetching the inbox delivers");
+    let ack = json!({"userId": "user-003", "broadcastId": b, "correlationId": correlation});
+    assert_eq!(app.post("/api/user/messages/ack-visibility", ack).await.status(), 200);
+    assert_eq!(
+        app.post("/api/user/messages/read", json!({"userId": "user-002", "broadcastId": b})).await.status(),
+        200
+    );
+
+    let stats =
+        app.eventually(&format!("/api/admin/broadcasts/{b}/stats"), |v| v["totalDelivered"] == 2).await;
+    assert_eq!(stats["totalTargeted"], 2);
+    assert_eq!(stats["totalRendered"], 1);
+    assert_eq!(stats["totalRead"], 1);
+    assert_eq!(stats["deliveryRate"], 1.0);
+    assert_eq!(stats["readRate"], 0.5);
+    let rows = app.get_json(&format!("/api/admin/broadcasts/{b}/deliveries")).await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["userId"], "user-002");
+    assert_eq!(rows[0]["readStatus"], "READ");
+    assert_eq!(rows[1]["userId"], "user-003");
+    assert_eq!(rows[1]["deliveryStatus"], "DELIVERED");
+    assert!(rows[1]["renderedAt"].is_string());
+    let object = app.get_json(&format!("/api/admin/broadcasts/{b}")).await;
+    assert_eq!((object["totalDelivered"].clone(), object["totalRead"].clone()), (json!(2), json!(1)));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_stream_gets_connection_limit_reached() {
+    let app = spawn_app().await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(app.online("user-001").await);
+    }
+    let mut fifth = app.connect("user-001").await;
+    let ev = fifth.expect("CONNECTION_LIMIT_REACHED").await.json();
+    assert_eq!(ev["limit"], 4);
+    assert!(fifth.until_end().await.is_empty(), "the refused stream ends");
+    assert_eq!(app.get_json("/api/user/sse/stats").await["totalConnections"], 4);
+
+    drop(open.pop());
+    app.eventually("/api/user/sse/stats", |v| v["totalConnections"] == 3).await;
+    app.online("user-001").await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_logoff_closes_every_stream_of_its_users() {
+    let app = spawn_app().await;
+    let mut a = app.online("user-004").await;
+    let mut b = app.online("user-004").await;
+    let mut bystander = app.online("user-005").await;
+    let logoff = id_of(
+        &app.publish(
+            json!({"targetType": "SELECTED", "targetIds": ["user-004"], "category": "force LOGOFF"}),
+        )
+        .await,
+    );
+    for s in [&mut a, &mut b] {
+        s.expect_message(logoff).await;
+        assert!(s.until_end().await.is_empty(), "the stream closes right after the logoff message");
+    }
+    let marker = id_of(&app.publish(json!({"content": "marker"})).await);
+    bystander.expect_message(marker).await;
+    app.eventually("/api/user/sse/connected/user-004", |v| v == &json!(false)).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_and_forget_reaches_only_open_streams_and_never_an_inbox() {
+    let app = spawn_app().await;
+    let mut online = app.online("user-001").await;
+    let ff = id_of(&app.publish(json!({"fireAndForget": true, "content": "now or never"})).await);
+    let ev = online.expect_message(ff).await;
+    assert_eq!(ev.json()["fireAndForget"], true);
+
+    let mut later = app.online("user-002").await;
+    let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-002"]})).await);
+    assert!(messages_until(&mut later, marker).await.is_empty(), "no catch-up of fire-and-forget");
+    for u in ["user-001", "user-002"] {
+        let inbox = app.get_json(&format!("/api/user/messages?userId={u}")).await;
+        assert!(inbox.as_array().unwrap().iter().all(|m| m["broadcastId"] != ff), "{u}: {inbox}");
+    }
+    let stats =
+        app.eventually(&format!("/api/admin/broadcasts/{ff}/stats"), |v| v["totalDelivered"] == 1).await;
+    assert_eq!(stats["totalRead"], 1, "fire-and-forget counts as read on delivery");
+    let replay = app.connect_with("user-001", &[("last-event-id", "0")]).await;
+    let mut replay = replay;
+    replay.expect("CONNECTED").await;
+    let marker2 = id_of(&app.publish(json!({"content": "marker"})).await);
+    assert!(messages_until(&mut replay, marker2).await.is_empty(), "fire-and-forget is never replayed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_gains_a_role_sees_its_active_broadcasts() {
+    let app = spawn_app().await;
+    let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
+    assert_eq!(app.get_json("/api/user/messages?userId=user-001").await, json!([]));
+    let mut s = app.online("user-001").await;
+    let r = app
+        .client
+        .put(app.url("/api/admin/users/user-001"))
+        .json(&json!({"roles": ["USER", "AUDITOR"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let inbox = app.get_json("/api/user/messages?userId=user-001").await;
+    assert_eq!(inbox[0]["broadcastId"], b);
+    let live = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
+    s.expect_message(live).await;
+    app.stop().await;
+}
