@@ -57,7 +57,8 @@ impl Window {
         Some(self.entries.range(start..end))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
     }
 }
