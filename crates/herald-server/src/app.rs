@@ -3,12 +3,14 @@
 
 use crate::config::Config;
 use crate::hub::{frame, Hub, HubConfig};
+use crate::leader::{while_leader, Leadership};
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::{feed, housekeeping, http, relay, scheduler, server};
 use herald_bus::{EventBus, MemoryBus};
 use herald_domain::{demo_users, Timestamp};
 use herald_store::{Store, StoreError};
+use herald_store_postgres::{PgStore, PoolSettings};
 use herald_store_sqlite::SqliteStore;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,8 +79,7 @@ impl Running {
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
     config.check().map_err(ServerError::Config)?;
     let addr = listener.local_addr()?;
-    let sqlite = Arc::new(SqliteStore::open(&config.database_url).await?);
-    let store: Arc<dyn Store> = sqlite.clone();
+    let store = open_store(&config).await?;
     if config.demo {
         let added = store.seed_users(&demo_users(), Timestamp::now()).await?;
         tracing::info!(added, "demo directory seeded");
@@ -90,22 +91,42 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let subscription = bus.subscribe();
     let (recorder, recorder_rx) = Recorder::new(1_024);
 
+    let node_id = config.node_id.clone().unwrap_or_else(|| default_node_id(addr));
     let tasks_stop = CancellationToken::new();
     let recorder_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+    let leadership =
+        Leadership { store: store.clone(), node_id: node_id.clone(), ttl: config.lease_ttl, bus: config.bus };
+    tasks.spawn(leadership.run(leader_tx, tasks_stop.clone()));
     tasks.spawn(feed::run(hub.clone(), store.clone(), subscription, recorder.clone(), tasks_stop.clone()));
-    tasks.spawn(relay::run(store.clone(), bus.clone(), metrics.clone(), tasks_stop.clone()));
-    tasks.spawn(scheduler::run(store.clone(), tasks_stop.clone()));
     tasks.spawn(housekeeping::heartbeats(hub.clone(), config.heartbeat_interval, tasks_stop.clone()));
-    tasks.spawn(housekeeping::prune_log(store.clone(), config.event_retention, tasks_stop.clone()));
+    {
+        let (store, bus, metrics) = (store.clone(), bus.clone(), metrics.clone());
+        tasks.spawn(while_leader(leader_rx.clone(), tasks_stop.clone(), move |stop| {
+            relay::run(store.clone(), bus.clone(), metrics.clone(), stop)
+        }));
+    }
+    {
+        let store = store.clone();
+        tasks.spawn(while_leader(leader_rx.clone(), tasks_stop.clone(), move |stop| {
+            scheduler::run(store.clone(), stop)
+        }));
+    }
+    {
+        let (store, retention) = (store.clone(), config.event_retention);
+        tasks.spawn(while_leader(leader_rx, tasks_stop.clone(), move |stop| {
+            housekeeping::prune_log(store.clone(), retention, stop)
+        }));
+    }
     let recording = {
         let (recorder, store, metrics) = (recorder.clone(), store.clone(), metrics.clone());
         let (flush, stop) = (config.delivery_flush_interval, recorder_stop.clone());
         tokio::spawn(async move { recorder.run(recorder_rx, store, flush, metrics, stop).await })
     };
 
-    let node_id = config.node_id.clone().unwrap_or_else(|| default_node_id(addr));
     let grace = config.shutdown_grace;
+    let closer = store.clone();
     let state =
         AppState(Arc::new(Inner { config, store, bus, hub: hub.clone(), recorder, metrics, node_id }));
     let router = http::router(state.clone());
@@ -124,7 +145,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             recorder_stop.cancel();
             let _ = recording.await;
             drop(state);
-            sqlite.close().await;
+            closer.close().await;
             tracing::info!("herald stopped");
         }
     });
@@ -134,8 +155,19 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
 /// Creates or upgrades the database schema and returns.
 pub async fn migrate(config: &Config) -> Result<(), ServerError> {
     config.check().map_err(ServerError::Config)?;
-    SqliteStore::open(&config.database_url).await?.close().await;
+    open_store(config).await?.close().await;
     Ok(())
+}
+
+/// The backend the URL names: `postgres://…` or `sqlite://…`.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let url = &config.database_url;
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let settings = PoolSettings { max_connections: config.db_max_connections, ..PoolSettings::default() };
+        Ok(Arc::new(PgStore::open(url, settings).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    }
 }
 
 /// Serves until `shutdown` completes, then shuts down gracefully.

@@ -65,6 +65,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub demo: bool,
     pub log_format: LogFormat,
+    /// Time-to-live of the leader lease: a dead leader is replaced within about this long.
+    #[serde(with = "human_duration")]
+    pub lease_ttl: Duration,
+    /// PostgreSQL connections this node may open.
+    pub db_max_connections: u32,
 }
 
 impl Default for Config {
@@ -90,6 +95,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             demo: false,
             log_format: LogFormat::Text,
+            lease_ttl: Duration::from_secs(5),
+            db_max_connections: 16,
         }
     }
 }
@@ -115,9 +122,15 @@ impl Config {
         if self.auth == AuthMode::Jwt {
             return Err("auth = jwt is not available in this build yet; use auth = none".into());
         }
-        if !self.database_url.starts_with("sqlite:") {
+        if self.lease_ttl < Duration::from_millis(300) {
+            return Err("lease_ttl must be at least 300ms".into());
+        }
+        if self.db_max_connections < 2 {
+            return Err("db_max_connections must be at least 2".into());
+        }
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|s| self.database_url.starts_with(s)) {
             return Err(format!(
-                "database_url '{}' is not supported: this build stores data in SQLite (sqlite://path)",
+                "database_url '{}' is not supported: use sqlite://path or postgres://user@host/db",
                 self.database_url
             ));
         }

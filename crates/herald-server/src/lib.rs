@@ -13,6 +13,7 @@ mod feed;
 mod housekeeping;
 mod http;
 pub mod hub;
+mod leader;
 mod metrics;
 mod recorder;
 mod relay;

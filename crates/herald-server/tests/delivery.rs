@@ -1,8 +1,9 @@
 //! Delivery guarantees of SPEC section 2, end to end over HTTP and SSE.
 
+#[macro_use]
 mod common;
 
-use common::{id_of, spawn_app, spawn_with, SseClient};
+use common::{id_of, spawn_app, spawn_with, Backend, SseClient};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -24,9 +25,8 @@ async fn messages_until(c: &mut SseClient, marker: i64) -> BTreeSet<i64> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_target_type_reaches_exactly_its_audience() {
-    let app = spawn_app().await;
+async fn each_target_type_reaches_exactly_its_audience(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut streams = Vec::new();
     for u in USERS {
         streams.push(app.online(u).await);
@@ -58,9 +58,8 @@ async fn each_target_type_reaches_exactly_its_audience() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_messages_are_delivered_once_on_connect() {
-    let app = spawn_app().await;
+async fn pending_messages_are_delivered_once_on_connect(backend: Backend) {
+    let app = spawn_app(backend).await;
     let b1 = id_of(
         &app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"], "content": "while you were away"}))
             .await,
@@ -86,9 +85,8 @@ async fn pending_messages_are_delivered_once_on_connect() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_event_id_replays_missed_events_in_order_and_nothing_before() {
-    let app = spawn_app().await;
+async fn last_event_id_replays_missed_events_in_order_and_nothing_before(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
     let b1 = id_of(&app.publish(json!({})).await);
     let position = s.expect_message(b1).await.id.unwrap();
@@ -109,9 +107,8 @@ async fn last_event_id_replays_missed_events_in_order_and_nothing_before() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_reads_the_database_when_the_window_no_longer_holds_the_position() {
-    let app = spawn_with(|c| c.replay_window = 2).await;
+async fn replay_reads_the_database_when_the_window_no_longer_holds_the_position(backend: Backend) {
+    let app = spawn_with(backend, |c| c.replay_window = 2).await;
     let mut s = app.online("user-001").await;
     let b0 = id_of(&app.publish(json!({})).await);
     let position = s.expect_message(b0).await.id.unwrap();
@@ -129,9 +126,8 @@ async fn replay_reads_the_database_when_the_window_no_longer_holds_the_position(
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unparsable_last_event_id_is_treated_as_absent() {
-    let app = spawn_app().await;
+async fn an_unparsable_last_event_id_is_treated_as_absent(backend: Backend) {
+    let app = spawn_app(backend).await;
     let b1 = id_of(&app.publish(json!({})).await);
     let mut s = app.connect_with("user-001", &[("last-event-id", "not-a-number")]).await;
     assert_eq!(s.expect("CONNECTED").await.json()["lastEventId"], json!(null));
@@ -139,9 +135,8 @@ async fn an_unparsable_last_event_id_is_treated_as_absent() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_position_the_server_does_not_know_gets_resync() {
-    let app = spawn_app().await;
+async fn a_position_the_server_does_not_know_gets_resync(backend: Backend) {
+    let app = spawn_app(backend).await;
     let b1 = id_of(&app.publish(json!({})).await);
     let mut s = app.connect_with("user-001", &[("lastEventId", "999999")]).await;
     s.expect("CONNECTED").await;
@@ -160,9 +155,8 @@ async fn a_position_the_server_does_not_know_gets_resync() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_reaches_every_stream_of_the_user_and_leaves_the_inbox() {
-    let app = spawn_app().await;
+async fn read_reaches_every_stream_of_the_user_and_leaves_the_inbox(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut tab1 = app.online("user-002").await;
     let mut tab2 = app.online("user-002").await;
     let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"]})).await);
@@ -191,9 +185,8 @@ async fn read_reaches_every_stream_of_the_user_and_leaves_the_inbox() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_all_marks_the_whole_inbox() {
-    let app = spawn_app().await;
+async fn read_all_marks_the_whole_inbox(backend: Backend) {
+    let app = spawn_app(backend).await;
     for _ in 0..3 {
         app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-006"]})).await;
     }
@@ -203,9 +196,8 @@ async fn read_all_marks_the_whole_inbox() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counts_are_derived_from_the_per_user_records() {
-    let app = spawn_app().await;
+async fn counts_are_derived_from_the_per_user_records(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-002").await;
     let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["ADMIN"]})).await);
     let live = s.expect_message(b).await;
@@ -239,9 +231,8 @@ async fn counts_are_derived_from_the_per_user_records() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fifth_stream_gets_connection_limit_reached() {
-    let app = spawn_app().await;
+async fn a_fifth_stream_gets_connection_limit_reached(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut open = Vec::new();
     for _ in 0..4 {
         open.push(app.online("user-001").await);
@@ -258,9 +249,8 @@ async fn a_fifth_stream_gets_connection_limit_reached() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn force_logoff_closes_every_stream_of_its_users() {
-    let app = spawn_app().await;
+async fn force_logoff_closes_every_stream_of_its_users(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut a = app.online("user-004").await;
     let mut b = app.online("user-004").await;
     let mut bystander = app.online("user-005").await;
@@ -280,9 +270,8 @@ async fn force_logoff_closes_every_stream_of_its_users() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fire_and_forget_reaches_only_open_streams_and_never_an_inbox() {
-    let app = spawn_app().await;
+async fn fire_and_forget_reaches_only_open_streams_and_never_an_inbox(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut online = app.online("user-001").await;
     let ff = id_of(&app.publish(json!({"fireAndForget": true, "content": "now or never"})).await);
     let ev = online.expect_message(ff).await;
@@ -306,9 +295,8 @@ async fn fire_and_forget_reaches_only_open_streams_and_never_an_inbox() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_who_gains_a_role_sees_its_active_broadcasts() {
-    let app = spawn_app().await;
+async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
+    let app = spawn_app(backend).await;
     let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
     assert_eq!(app.get_json("/api/user/messages?userId=user-001").await, json!([]));
     let mut s = app.online("user-001").await;
@@ -326,3 +314,19 @@ async fn a_user_who_gains_a_role_sees_its_active_broadcasts() {
     s.expect_message(live).await;
     app.stop().await;
 }
+
+on_both_backends!(
+    each_target_type_reaches_exactly_its_audience,
+    pending_messages_are_delivered_once_on_connect,
+    last_event_id_replays_missed_events_in_order_and_nothing_before,
+    replay_reads_the_database_when_the_window_no_longer_holds_the_position,
+    an_unparsable_last_event_id_is_treated_as_absent,
+    a_position_the_server_does_not_know_gets_resync,
+    read_reaches_every_stream_of_the_user_and_leaves_the_inbox,
+    read_all_marks_the_whole_inbox,
+    counts_are_derived_from_the_per_user_records,
+    a_fifth_stream_gets_connection_limit_reached,
+    force_logoff_closes_every_stream_of_its_users,
+    fire_and_forget_reaches_only_open_streams_and_never_an_inbox,
+    a_user_who_gains_a_role_sees_its_active_broadcasts,
+);

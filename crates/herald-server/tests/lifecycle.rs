@@ -1,8 +1,9 @@
 //! Broadcast lifecycle: cancel, expiry and scheduling, live and on replay, across restarts.
 
+#[macro_use]
 mod common;
 
-use common::{id_of, spawn_app};
+use common::{id_of, spawn_app, Backend};
 use herald_domain::Timestamp;
 use serde_json::json;
 
@@ -10,9 +11,8 @@ fn at(offset_ms: i64) -> String {
     Timestamp::now().plus_millis(offset_ms).to_rfc3339()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_broadcast_is_removed_live_and_never_replayed() {
-    let app = spawn_app().await;
+async fn a_cancelled_broadcast_is_removed_live_and_never_replayed(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
     let b = id_of(&app.publish(json!({})).await);
     let before = s.expect_message(b).await.seq() - 1;
@@ -40,9 +40,8 @@ async fn a_cancelled_broadcast_is_removed_live_and_never_replayed() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_broadcast_is_removed_within_a_second_and_never_delivered_again() {
-    let app = spawn_app().await;
+async fn an_expired_broadcast_is_removed_within_a_second_and_never_delivered_again(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
     let expires = Timestamp::now().plus_millis(1_200);
     let b = id_of(&app.publish(json!({"expiresAt": expires.to_rfc3339()})).await);
@@ -67,9 +66,8 @@ async fn an_expired_broadcast_is_removed_within_a_second_and_never_delivered_aga
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_broadcast_arrives_within_a_second_of_its_time_and_not_before() {
-    let app = spawn_app().await;
+async fn a_scheduled_broadcast_arrives_within_a_second_of_its_time_and_not_before(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
     let due = Timestamp::now().plus_millis(1_500);
     let created = app.publish(json!({"scheduledAt": due.to_rfc3339(), "content": "on time"})).await;
@@ -91,9 +89,8 @@ async fn a_scheduled_broadcast_arrives_within_a_second_of_its_time_and_not_befor
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sooner_schedule_wakes_the_scheduler_early() {
-    let app = spawn_app().await;
+async fn a_sooner_schedule_wakes_the_scheduler_early(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
     app.publish(json!({"scheduledAt": at(3_600_000)})).await;
     let soon = id_of(&app.publish(json!({"scheduledAt": at(300)})).await);
@@ -101,9 +98,8 @@ async fn a_sooner_schedule_wakes_the_scheduler_early() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_scheduled_broadcast_keeps_it_from_ever_going_out() {
-    let app = spawn_app().await;
+async fn cancelling_a_scheduled_broadcast_keeps_it_from_ever_going_out(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
     let b = id_of(&app.publish(json!({"scheduledAt": at(400)})).await);
     let r = app.client.delete(app.url(&format!("/api/admin/broadcasts/{b}"))).send().await.unwrap();
@@ -114,9 +110,8 @@ async fn cancelling_a_scheduled_broadcast_keeps_it_from_ever_going_out() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overdue_work_runs_at_once_after_a_restart() {
-    let app = spawn_app().await;
+async fn overdue_work_runs_at_once_after_a_restart(backend: Backend) {
+    let app = spawn_app(backend).await;
     let due = Timestamp::now().plus_millis(300);
     let b = id_of(&app.publish(json!({"scheduledAt": due.to_rfc3339()})).await);
     let gone = id_of(&app.publish(json!({"scheduledAt": at(200), "expiresAt": at(400)})).await);
@@ -132,3 +127,12 @@ async fn overdue_work_runs_at_once_after_a_restart() {
     s.expect_message(marker).await;
     app.stop().await;
 }
+
+on_both_backends!(
+    a_cancelled_broadcast_is_removed_live_and_never_replayed,
+    an_expired_broadcast_is_removed_within_a_second_and_never_delivered_again,
+    a_scheduled_broadcast_arrives_within_a_second_of_its_time_and_not_before,
+    a_sooner_schedule_wakes_the_scheduler_early,
+    cancelling_a_scheduled_broadcast_keeps_it_from_ever_going_out,
+    overdue_work_runs_at_once_after_a_restart,
+);

@@ -1,16 +1,16 @@
 //! Stream mechanics: slow clients, heartbeats, disconnect, stats and graceful shutdown.
 
+#[macro_use]
 mod common;
 
-use common::{id_of, spawn_app, spawn_with, SseClient, WAIT};
+use common::{id_of, spawn_app, spawn_with, Backend, SseClient, WAIT};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_that_never_reads_is_closed_without_slowing_the_others() {
-    let app = spawn_with(|c| c.stream_queue = 8).await;
+async fn a_stream_that_never_reads_is_closed_without_slowing_the_others(backend: Backend) {
+    let app = spawn_with(backend, |c| c.stream_queue = 8).await;
     // A client that sends its request and then never reads a byte, with a small receive buffer.
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -46,9 +46,8 @@ async fn a_stream_that_never_reads_is_closed_without_slowing_the_others() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_arrive_at_the_configured_interval() {
-    let app = spawn_with(|c| c.heartbeat_interval = Duration::from_millis(200)).await;
+async fn heartbeats_arrive_at_the_configured_interval(backend: Backend) {
+    let app = spawn_with(backend, |c| c.heartbeat_interval = Duration::from_millis(200)).await;
     let mut s = app.online("user-001").await;
     let beat = s.next_any().await.expect("heartbeat");
     assert_eq!(beat.event, "HEARTBEAT");
@@ -57,9 +56,8 @@ async fn heartbeats_arrive_at_the_configured_interval() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disconnect_closes_the_named_stream_only() {
-    let app = spawn_app().await;
+async fn disconnect_closes_the_named_stream_only(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut named = app.connect_with("user-001", &[("connectionId", "tab-1")]).await;
     assert_eq!(named.expect("CONNECTED").await.json()["connectionId"], "tab-1");
     let mut other = app.connect_with("user-001", &[("sessionId", "tab-2")]).await;
@@ -89,9 +87,8 @@ async fn disconnect_closes_the_named_stream_only() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stats_count_users_and_streams_on_this_node() {
-    let app = spawn_with(|c| c.node_id = Some("node-a".into())).await;
+async fn stats_count_users_and_streams_on_this_node(backend: Backend) {
+    let app = spawn_with(backend, |c| c.node_id = Some("node-a".into())).await;
     let _a = app.online("user-001").await;
     let _b = app.online("user-001").await;
     let _c = app.online("user-002").await;
@@ -104,9 +101,8 @@ async fn stats_count_users_and_streams_on_this_node() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_tells_every_stream_and_keeps_the_records() {
-    let app = spawn_app().await;
+async fn graceful_shutdown_tells_every_stream_and_keeps_the_records(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut streams: Vec<SseClient> = Vec::new();
     for u in ["user-001", "user-002", "user-003"] {
         streams.push(app.online(u).await);
@@ -127,9 +123,8 @@ async fn graceful_shutdown_tells_every_stream_and_keeps_the_records() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_endpoints_report_live_and_ready() {
-    let app = spawn_app().await;
+async fn health_endpoints_report_live_and_ready(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(app.get_json("/health/live").await["status"], "UP");
     let ready = app.get_json("/health/ready").await;
     assert_eq!(ready, json!({"status": "UP", "database": "UP", "bus": "UP"}));
@@ -140,3 +135,12 @@ async fn health_endpoints_report_live_and_ready() {
     assert!(openapi.is_object());
     app.stop().await;
 }
+
+on_both_backends!(
+    a_stream_that_never_reads_is_closed_without_slowing_the_others,
+    heartbeats_arrive_at_the_configured_interval,
+    disconnect_closes_the_named_stream_only,
+    stats_count_users_and_streams_on_this_node,
+    graceful_shutdown_tells_every_stream_and_keeps_the_records,
+    health_endpoints_report_live_and_ready,
+);

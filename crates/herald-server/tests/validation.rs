@@ -1,9 +1,10 @@
 //! Bad input: every malformed request gets the right 4xx, in the JSON error format, with a message
 //! that names the problem, and nothing is stored.
 
+#[macro_use]
 mod common;
 
-use common::spawn_app;
+use common::{spawn_app, Backend};
 use herald_domain::Timestamp;
 use serde_json::{json, Value};
 
@@ -165,9 +166,8 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_malformed_request_gets_the_right_4xx_with_a_useful_message() {
-    let app = spawn_app().await;
+async fn every_malformed_request_gets_the_right_4xx_with_a_useful_message(backend: Backend) {
+    let app = spawn_app(backend).await;
     // Broadcast 1 targets user-002 only, so user-001 reading it is a 404.
     app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-002"]})).await;
     for c in cases() {
@@ -198,9 +198,8 @@ async fn every_malformed_request_gets_the_right_4xx_with_a_useful_message() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_fields_and_old_api_fields_are_accepted_and_ignored() {
-    let app = spawn_app().await;
+async fn unknown_fields_and_old_api_fields_are_accepted_and_ignored(backend: Backend) {
+    let app = spawn_app(backend).await;
     let sent_correlation = "11111111-2222-3333-4444-555555555555";
     let b =
         app.publish(json!({"isImmediate": true, "correlationId": sent_correlation, "somethingNew": 1})).await;
@@ -209,3 +208,8 @@ async fn unknown_fields_and_old_api_fields_are_accepted_and_ignored() {
     assert_eq!(b["category"], "GENERAL");
     app.stop().await;
 }
+
+on_both_backends!(
+    every_malformed_request_gets_the_right_4xx_with_a_useful_message,
+    unknown_fields_and_old_api_fields_are_accepted_and_ignored,
+);

@@ -80,3 +80,16 @@ CREATE TABLE relay_state (
     last_seq INTEGER NOT NULL
 );
 INSERT INTO relay_state (id, last_seq) VALUES (1, 0);
+
+-- Leases for single-leader background jobs (relay, scheduler, pruning).
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Liveness of the nodes sharing this database.
+CREATE TABLE nodes (
+    node_id   TEXT PRIMARY KEY,
+    seen_at   INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -5,6 +5,7 @@
 //! committed data through WAL snapshots.
 
 mod broadcasts;
+mod lease;
 mod log;
 mod messages;
 mod rows;
@@ -73,18 +74,17 @@ impl SqliteStore {
             .map_err(rows::db_err)?;
         Ok(Self { write, read, signals: Signals::default() })
     }
-
-    /// Closes both pools, waiting for in-flight statements.
-    pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
-    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     fn signals(&self) -> &Signals {
         &self.signals
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -234,5 +234,23 @@ impl Store for SqliteStore {
 
     async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
         log::prune_events(&self.write, before).await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        _now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        lease::try_lease(&self.write, name, holder, until).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        lease::release_lease(&self.write, name, holder).await
+    }
+
+    async fn node_heartbeat(&self, node: &str, now: Timestamp, since: Timestamp) -> StoreResult<Vec<String>> {
+        lease::node_heartbeat(&self.write, node, now, since).await
     }
 }

@@ -38,6 +38,9 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Stops background work and closes connections (graceful shutdown).
+    async fn close(&self);
+
     // --- user directory ---
 
     /// Creates or replaces a user's roles and products; emits `USER_CHANGED`.
@@ -96,7 +99,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_all_read(&self, user: &str, now: Timestamp) -> StoreResult<u64>;
     /// Sets `renderedAt` the first time.
     async fn ack_visibility(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<()>;
-    /// Upserts delivery marks in one batch; existing times are kept (first delivery wins).
+    /// Upserts delivery marks in one batch; existing times are kept (first delivery wins). The
+    /// marks must be unique per (broadcast, user).
     async fn record_deliveries(&self, marks: &[DeliveryMark]) -> StoreResult<()>;
 
     // --- scheduler ---
@@ -115,4 +119,20 @@ pub trait Store: Send + Sync + 'static {
     async fn event_range(&self) -> StoreResult<EventRange>;
     /// Deletes logged events created before `before`; returns how many.
     async fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
+
+    // --- leadership ---
+
+    /// Takes or renews lease `name` for `holder` until `until`, unless another holder's lease is
+    /// still unexpired at `now`. Returns whether `holder` holds it.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up if `holder` holds it (graceful shutdown: the next leader need not wait).
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+    /// Records that `node` is alive at `now`; returns the other nodes seen since `since`.
+    async fn node_heartbeat(&self, node: &str, now: Timestamp, since: Timestamp) -> StoreResult<Vec<String>>;
 }

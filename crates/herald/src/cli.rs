@@ -41,7 +41,7 @@ pub struct Settings {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "HERALD_LISTEN")]
     listen: Option<String>,
-    /// Database URL [default: sqlite://data/herald.db]
+    /// Database URL: sqlite://path or postgres://user@host/db [default: sqlite://data/herald.db]
     #[arg(long, env = "HERALD_DATABASE_URL")]
     database_url: Option<String>,
     /// Event bus: memory (single node) or kafka [default: memory]
@@ -92,6 +92,12 @@ pub struct Settings {
     /// Seed the demo directory (user-001..user-010)
     #[arg(long, env = "HERALD_DEMO", num_args = 0..=1, default_missing_value = "true")]
     demo: Option<bool>,
+    /// Leader lease time-to-live; a dead leader is replaced within about this long [default: 5s]
+    #[arg(long, env = "HERALD_LEASE_TTL", value_parser = duration)]
+    lease_ttl: Option<Duration>,
+    /// PostgreSQL connections this node may open [default: 16]
+    #[arg(long, env = "HERALD_DB_MAX_CONNECTIONS")]
+    db_max_connections: Option<u32>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum)]
     log_format: Option<LogArg>,
@@ -131,7 +137,7 @@ impl Settings {
             heartbeat_interval
         );
         set!(sse_retry, stream_queue, replay_window, event_retention, body_limit, delivery_flush_interval);
-        set!(shutdown_grace, demo);
+        set!(shutdown_grace, demo, lease_ttl, db_max_connections);
         if let Some(v) = self.kafka_brokers {
             c.kafka_brokers = Some(v);
         }

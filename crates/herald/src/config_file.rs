@@ -23,8 +23,13 @@ pub const DEFAULT_TOML: &str = r#"# Herald configuration. Every key can also be 
 # Address to listen on. With auth = "none" keep it on loopback.
 listen = "127.0.0.1:8080"
 
-# sqlite://path (embedded, created if missing).
+# sqlite://path (embedded, created if missing) or postgres://user:password@host:5432/dbname.
 database_url = "sqlite://data/herald.db"
+# PostgreSQL connections this node may open.
+db_max_connections = 16
+# Several nodes may share one PostgreSQL database; the relay and the scheduler run on the one
+# holding the leader lease. A dead leader is replaced within about this long.
+lease_ttl = "5s"
 
 # Event bus: "memory" (single node).
 bus = "memory"

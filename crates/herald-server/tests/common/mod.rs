@@ -13,38 +13,147 @@ use tokio::net::TcpListener;
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Generates, for each named `async fn(Backend)`, one test on SQLite and one on PostgreSQL.
+/// The PostgreSQL test says it is skipped when `HERALD_TEST_POSTGRES_URL` is not set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::common::Backend::postgres_available(stringify!($name)) {
+                        super::$name($crate::common::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const POSTGRES_ENV: &str = "HERALD_TEST_POSTGRES_URL";
+
+impl Backend {
+    pub fn postgres_available(test: &str) -> bool {
+        let set = std::env::var(POSTGRES_ENV).is_ok();
+        if !set {
+            println!("skipped: {test} on PostgreSQL ({POSTGRES_ENV} is not set)");
+        }
+        set
+    }
+
+    /// A fresh, empty database for one test: a temporary SQLite file, or a new PostgreSQL database
+    /// on the server `HERALD_TEST_POSTGRES_URL` names.
+    pub async fn fresh_database(self) -> TestDb {
+        match self {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+                TestDb { url, dir: Some(dir), pg: None }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var(POSTGRES_ENV).expect(POSTGRES_ENV);
+                let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {POSTGRES_ENV}: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let url = with_database(&admin, &name);
+                TestDb { url, dir: None, pg: Some((admin, name)) }
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let root = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// A test's database; [`TestDb::drop_database`] removes a PostgreSQL one.
+pub struct TestDb {
+    pub url: String,
+    dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn drop_database(self) {
+        if let Some((admin, name)) = self.pg {
+            let dropped = match sqlx::PgConnection::connect(&admin).await {
+                Ok(mut conn) => sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map(drop),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = dropped {
+                eprintln!("could not drop test database {name}: {e}");
+            }
+        }
+        drop(self.dir);
+    }
+}
+
+use sqlx::Connection;
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub config: Config,
     running: Option<Running>,
-    dir: tempfile::TempDir,
+    db: Option<TestDb>,
 }
 
 /// A server with the demo directory (user-001..user-010).
-pub async fn spawn_app() -> TestApp {
-    spawn_with(|_| {}).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_with(backend, |_| {}).await
 }
 
-pub async fn spawn_with(tune: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+pub async fn spawn_with(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestApp {
+    let db = backend.fresh_database().await;
     let mut config = Config {
-        database_url: format!("sqlite://{}", dir.path().join("herald.db").display()),
+        database_url: db.url.clone(),
         demo: true,
         shutdown_grace: Duration::from_secs(2),
         delivery_flush_interval: Duration::from_millis(20),
         ..Config::default()
     };
     tune(&mut config);
-    start(config, dir).await
+    start(config, db).await
 }
 
-async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
+async fn start(config: Config, db: TestDb) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let running = herald_server::start(config.clone(), listener).await.expect("server starts");
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
-    TestApp { base, client, config, running: Some(running), dir }
+    TestApp { base, client, config, running: Some(running), db: Some(db) }
 }
 
 impl TestApp {
@@ -63,14 +172,15 @@ impl TestApp {
             assert!(tokio::time::Instant::now() < deadline, "restart condition not met");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (config, dir) =
-            (self.config.clone(), std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
-        start(config, dir).await
+        start(self.config.clone(), self.db.take().expect("database")).await
     }
 
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
+        }
+        if let Some(db) = self.db.take() {
+            db.drop_database().await;
         }
     }
 
