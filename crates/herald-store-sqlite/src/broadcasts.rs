@@ -10,7 +10,7 @@ pub async fn create(pool: &SqlitePool, new: &NewBroadcast, now: Timestamp) -> St
     let correlation_id = Uuid::new_v4();
     let ids_json =
         serde_json::to_string(&new.target.target_ids).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO broadcasts (correlation_id, sender_id, sender_name, content, priority, category, \
          target_type, target_ids, scheduled_at, expires_at, fire_and_forget, status, created_at, updated_at) \
@@ -103,7 +103,7 @@ pub async fn list(
 }
 
 pub async fn cancel(pool: &SqlitePool, id: i64, now: Timestamp) -> StoreResult<Broadcast> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let mut b = get_in(&mut tx, id).await?;
     let was = b.status;
     b.status = was.transition(BroadcastStatus::Cancelled)?;

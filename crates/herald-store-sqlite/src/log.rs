@@ -21,7 +21,7 @@ pub async fn next_due(pool: &SqlitePool) -> StoreResult<Option<Timestamp>> {
 }
 
 pub async fn run_due(pool: &SqlitePool, now: Timestamp) -> StoreResult<DueWork> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let mut work = DueWork::default();
     let sql = format!(
         "SELECT {BROADCAST_COLUMNS} FROM broadcasts b WHERE b.status = 'SCHEDULED' AND b.scheduled_at <= ?1 \
@@ -74,7 +74,7 @@ fn kind_of(body: &EventBody) -> &'static str {
 }
 
 pub async fn relay_batch(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<Event>> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let rows: Vec<(i64, String, i64)> =
         sqlx::query_as("SELECT id, payload, created_at FROM outbox ORDER BY id LIMIT ?1")
             .bind(limit)

@@ -131,7 +131,7 @@ async fn set_read(
 }
 
 pub async fn mark_read(pool: &SqlitePool, user: &str, id: i64, now: Timestamp) -> StoreResult<Timestamp> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     require_targeted(&mut tx, user, id).await?;
     let (at, _) = set_read(&mut tx, user, id, now).await?;
     tx.commit().await.map_err(db_err)?;
@@ -139,7 +139,7 @@ pub async fn mark_read(pool: &SqlitePool, user: &str, id: i64, now: Timestamp) -
 }
 
 pub async fn mark_all_read(pool: &SqlitePool, user: &str, now: Timestamp) -> StoreResult<u64> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let sql = format!(
         "SELECT b.id FROM broadcasts b LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = ?1 \
          WHERE {INBOX_WHERE} ORDER BY b.id"
@@ -157,7 +157,7 @@ pub async fn mark_all_read(pool: &SqlitePool, user: &str, now: Timestamp) -> Sto
 }
 
 pub async fn ack_visibility(pool: &SqlitePool, user: &str, id: i64, now: Timestamp) -> StoreResult<()> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     require_targeted(&mut tx, user, id).await?;
     sqlx::query(
         "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, rendered_at) VALUES (?1, ?2, ?3, ?3) \
@@ -182,7 +182,7 @@ pub async fn record_deliveries(pool: &SqlitePool, marks: &[DeliveryMark]) -> Sto
     if marks.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     for chunk in marks.chunks(MARKS_PER_STATEMENT) {
         let mut qb =
             sqlx::QueryBuilder::new("INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) ");

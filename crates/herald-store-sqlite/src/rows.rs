@@ -101,3 +101,10 @@ pub fn audience_sql(t: TargetType) -> &'static str {
         }
     }
 }
+
+/// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`), so a
+/// transaction never fails half-way on a lock upgrade when another connection writes; it waits
+/// for the busy timeout instead.
+pub async fn begin(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+}

@@ -118,7 +118,7 @@ async fn insert_names(
 }
 
 pub async fn put(pool: &SqlitePool, user: &User, now: Timestamp) -> StoreResult<User> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     sqlx::query(
         "INSERT INTO users (user_id, created_at, updated_at) VALUES (?1, ?2, ?2) \
          ON CONFLICT (user_id) DO UPDATE SET updated_at = excluded.updated_at",
@@ -135,7 +135,7 @@ pub async fn put(pool: &SqlitePool, user: &User, now: Timestamp) -> StoreResult<
 }
 
 pub async fn seed(pool: &SqlitePool, users: &[User], now: Timestamp) -> StoreResult<usize> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let mut added = 0;
     for user in users {
         let inserted = sqlx::query(
@@ -157,7 +157,7 @@ pub async fn seed(pool: &SqlitePool, users: &[User], now: Timestamp) -> StoreRes
 }
 
 pub async fn delete(pool: &SqlitePool, id: &str, now: Timestamp) -> StoreResult<bool> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
+    let mut tx = crate::rows::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM users WHERE user_id = ?1")
         .bind(id)
         .execute(&mut *tx)

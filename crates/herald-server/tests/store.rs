@@ -1,0 +1,227 @@
+//! The storage contract, run against every backend through the `Store` trait.
+
+#[macro_use]
+mod common;
+
+use common::{Backend, TestDb};
+use herald_domain::{
+    BroadcastStatus, CreateBroadcastRequest, EventBody, NewBroadcast, Timestamp, User, UserId,
+};
+use herald_store::{DeliveryMark, Store};
+use herald_store_postgres::{PgStore, PoolSettings};
+use herald_store_sqlite::SqliteStore;
+use std::sync::Arc;
+
+async fn open(db: &TestDb) -> Arc<dyn Store> {
+    if db.url.starts_with("postgres") {
+        Arc::new(PgStore::open(&db.url, PoolSettings::default()).await.expect("open PostgreSQL"))
+    } else {
+        Arc::new(SqliteStore::open(&db.url).await.expect("open SQLite"))
+    }
+}
+
+fn draft(now: Timestamp, extra: impl FnOnce(&mut CreateBroadcastRequest)) -> NewBroadcast {
+    let mut req = CreateBroadcastRequest {
+        sender_id: Some("admin".into()),
+        content: Some("hello".into()),
+        target_type: Some("ALL".into()),
+        ..Default::default()
+    };
+    extra(&mut req);
+    req.validate(now).expect("valid")
+}
+
+fn user(id: &str, roles: &[&str]) -> User {
+    User {
+        user_id: UserId::parse("userId", id).unwrap(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        products: Default::default(),
+    }
+}
+
+async fn relay_all(store: &Arc<dyn Store>) -> Vec<herald_domain::Event> {
+    let mut all = Vec::new();
+    loop {
+        let batch = store.relay_batch(3).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+async fn relay_assigns_contiguous_positions_that_survive_reopening(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    for _ in 0..7 {
+        store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    }
+    let seqs: Vec<i64> = relay_all(&store).await.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    store.prune_events(now.plus_millis(1)).await.unwrap();
+    store.close().await;
+
+    let store = open(&db).await;
+    assert_eq!(
+        store.event_range().await.unwrap().last,
+        7,
+        "the last position survives pruning and reopening"
+    );
+    store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    assert_eq!(relay_all(&store).await[0].seq, 8, "positions never repeat");
+    store.close().await;
+    db.drop_database().await;
+}
+
+async fn a_scheduled_broadcast_activates_once_however_many_schedulers_run(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let stores = [open(&db).await, open(&db).await, open(&db).await];
+    let now = Timestamp::now();
+    let b = stores[0]
+        .create_broadcast(&draft(now, |r| r.scheduled_at = Some(now.plus_millis(50).to_rfc3339())), now)
+        .await
+        .unwrap();
+    assert_eq!(b.status, BroadcastStatus::Scheduled);
+    assert_eq!(stores[0].next_due().await.unwrap(), b.scheduled_at);
+    let later = now.plus_millis(100);
+    let runs = futures::future::join_all(stores.iter().map(|s| s.run_due(later))).await;
+    let activated: usize = runs.into_iter().map(|r| r.unwrap().activated).sum();
+    assert_eq!(activated, 1);
+    let events = relay_all(&stores[1]).await;
+    let messages = events.iter().filter(|e| matches!(e.body, EventBody::Message { .. })).count();
+    assert_eq!(messages, 1, "one activation, one MESSAGE event");
+    assert_eq!(stores[2].get_broadcast(b.id).await.unwrap().unwrap().status, BroadcastStatus::Active);
+    for s in &stores {
+        s.close().await;
+    }
+    db.drop_database().await;
+}
+
+async fn reading_twice_or_concurrently_emits_one_receipt(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    store.seed_users(&[user("u1", &["OPS"])], now).await.unwrap();
+    let b = store
+        .create_broadcast(
+            &draft(now, |r| {
+                r.target_type = Some("ROLE".into());
+                r.target_ids = Some(vec!["OPS".into()]);
+            }),
+            now,
+        )
+        .await
+        .unwrap();
+    let reads = futures::future::join_all((0..5).map(|_| store.mark_read("u1", b.id, now))).await;
+    assert!(reads.iter().all(Result::is_ok));
+    let receipts = relay_all(&store)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.body, EventBody::ReadReceipt { .. }))
+        .count();
+    assert_eq!(receipts, 1);
+    assert!(store.mark_read("u2", b.id, now).await.is_err(), "u2 does not hold the role");
+    assert_eq!(store.counts(&b).await.unwrap().read, 1);
+    store.close().await;
+    db.drop_database().await;
+}
+
+async fn delivery_marks_keep_the_first_time_and_feed_the_counts(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    store.seed_users(&[user("a", &[]), user("b", &[])], now).await.unwrap();
+    let b = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    let mark =
+        |u: &str, at: Timestamp| DeliveryMark { broadcast_id: b.id, user_id: u.into(), at, read: false };
+    store.record_deliveries(&[mark("a", now), mark("b", now)]).await.unwrap();
+    store.record_deliveries(&[mark("a", now.plus_millis(5_000))]).await.unwrap();
+    let rows = store.deliveries(&b, None, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].delivered_at, Some(now), "the first delivery time is kept");
+    let counts = store.counts(&b).await.unwrap();
+    assert_eq!((counts.targeted, counts.delivered, counts.read), (2, 2, 0));
+    let page = store.deliveries(&b, Some("a"), 10).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.user_id.as_str()).collect::<Vec<_>>(), ["b"]);
+    store.close().await;
+    db.drop_database().await;
+}
+
+async fn pending_stops_at_the_given_position_and_skips_delivered(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    let first = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    let second = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    let unrelayed = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    let positions = store.relay_batch(2).await.unwrap();
+    assert_eq!(positions.len(), 2);
+    let ids = |items: Vec<herald_store::InboxItem>| items.iter().map(|i| i.broadcast.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.pending("u9", 2, now).await.unwrap()), [first.id, second.id]);
+    assert_eq!(ids(store.pending("u9", 1, now).await.unwrap()), [first.id]);
+    let mark = DeliveryMark { broadcast_id: first.id, user_id: "u9".into(), at: now, read: false };
+    store.record_deliveries(&[mark]).await.unwrap();
+    assert_eq!(ids(store.pending("u9", 2, now).await.unwrap()), [second.id]);
+    assert_eq!(ids(store.inbox("u9", None, 10, now).await.unwrap()), [unrelayed.id, second.id, first.id]);
+    store.close().await;
+    db.drop_database().await;
+}
+
+async fn seeding_is_idempotent_and_keeps_edits(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    assert_eq!(store.seed_users(&herald_domain::demo_users(), now).await.unwrap(), 10);
+    store.put_user(&user("user-001", &["AUDITOR"]), now).await.unwrap();
+    assert_eq!(store.seed_users(&herald_domain::demo_users(), now).await.unwrap(), 0);
+    let u = store.get_user("user-001").await.unwrap().unwrap();
+    assert_eq!(
+        u.roles.into_iter().collect::<Vec<_>>(),
+        ["AUDITOR"],
+        "seeding does not overwrite an edited user"
+    );
+    assert_eq!(store.user_ids().await.unwrap().len(), 10);
+    store.close().await;
+    db.drop_database().await;
+}
+
+on_both_backends!(
+    relay_assigns_contiguous_positions_that_survive_reopening,
+    a_scheduled_broadcast_activates_once_however_many_schedulers_run,
+    reading_twice_or_concurrently_emits_one_receipt,
+    delivery_marks_keep_the_first_time_and_feed_the_counts,
+    pending_stops_at_the_given_position_and_skips_delivered,
+    seeding_is_idempotent_and_keeps_edits,
+);
+
+#[tokio::test]
+async fn on_postgres_the_lease_has_one_holder_until_it_expires() {
+    if !Backend::postgres_available("the lease test") {
+        return;
+    }
+    let db = Backend::Postgres.fresh_database().await;
+    let (a, b) = (open(&db).await, open(&db).await);
+    let now = Timestamp::now();
+    let until = now.plus_millis(1_000);
+    assert!(a.try_lease("l", "node-a", now, until).await.unwrap());
+    assert!(!b.try_lease("l", "node-b", now, until).await.unwrap(), "held by node-a");
+    assert!(
+        a.try_lease("l", "node-a", now.plus_millis(500), now.plus_millis(1_500)).await.unwrap(),
+        "renewal"
+    );
+    let later = now.plus_millis(1_600);
+    assert!(
+        b.try_lease("l", "node-b", later, later.plus_millis(1_000)).await.unwrap(),
+        "expired, taken over"
+    );
+    b.release_lease("l", "node-b").await.unwrap();
+    assert!(a.try_lease("l", "node-a", later, later.plus_millis(1_000)).await.unwrap(), "released");
+    let peers = b.node_heartbeat("node-b", later, now).await.unwrap();
+    assert!(peers.is_empty());
+    a.node_heartbeat("node-a", later, now).await.unwrap();
+    assert_eq!(b.node_heartbeat("node-b", later, now).await.unwrap(), ["node-a"]);
+    a.close().await;
+    b.close().await;
+    db.drop_database().await;
+}
