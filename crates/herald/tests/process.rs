@@ -1,75 +1,16 @@
 //! The `herald` binary as a process: crash durability (SIGKILL), graceful SIGTERM, and the
 //! `config` / `migrate` subcommands.
 
+mod support;
+
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{serve, WAIT};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-/// Starts `herald serve` on a free port over `db` and waits for its ready log line.
-#[allow(clippy::zombie_processes)] // `Server`'s Drop kills and reaps the child.
-fn serve(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", db.display()))
-        .env_remove("HERALD_CONFIG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("herald starts");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("ready line");
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-        if v["fields"]["message"] == "herald is ready" {
-            let addr = v["fields"]["addr"].as_str().expect("addr").to_owned();
-            return Server { child, base: format!("http://{addr}") };
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok, "kill {sig}");
-    }
-
-    /// Waits for the process to exit, with a deadline.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "herald did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+fn sqlite(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
 }
 
 async fn publish(client: &reqwest::Client, base: &str) -> i64 {
@@ -101,12 +42,12 @@ async fn a_broadcast_acknowledged_just_before_sigkill_is_delivered_after_restart
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("herald.db");
     let client = reqwest::Client::new();
-    let mut first = serve(&db);
+    let mut first = serve(&sqlite(&db), &[]);
     let id = publish(&client, &first.base).await;
     first.child.kill().unwrap(); // SIGKILL, right after the 201
     first.wait_exit();
 
-    let mut second = serve(&db);
+    let mut second = serve(&sqlite(&db), &[]);
     let resp =
         client.get(format!("{}/api/user/sse/connect?userId=user-007", second.base)).send().await.unwrap();
     let text = read_until(resp, "event: MESSAGE").await;
@@ -118,7 +59,7 @@ async fn a_broadcast_acknowledged_just_before_sigkill_is_delivered_after_restart
 #[tokio::test]
 async fn sigterm_sends_server_shutdown_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(&dir.path().join("herald.db"));
+    let mut server = serve(&sqlite(&dir.path().join("herald.db")), &[]);
     let client = reqwest::Client::new();
     let resp =
         client.get(format!("{}/api/user/sse/connect?userId=user-001", server.base)).send().await.unwrap();

@@ -103,6 +103,11 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database the test manages itself (nothing is created or dropped).
+    pub fn external(url: String) -> Self {
+        Self { url, dir: None, pg: None }
+    }
+
     pub async fn drop_database(self) {
         if let Some((admin, name)) = self.pg {
             let dropped = match sqlx::PgConnection::connect(&admin).await {
@@ -136,7 +141,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestApp {
-    let db = backend.fresh_database().await;
+    spawn_on(backend.fresh_database().await, tune).await
+}
+
+pub async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
         database_url: db.url.clone(),
         demo: true,
