@@ -66,7 +66,7 @@ pub enum BroadcastStatus {
 
 /// A transition the status machine forbids (the API answers 409).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("broadcast is {from:?} and cannot become {to:?}")]
+#[error("broadcast is {} and cannot become {}", from.as_str(), to.as_str())]
 pub struct TransitionError {
     pub from: BroadcastStatus,
     pub to: BroadcastStatus,

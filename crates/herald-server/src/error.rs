@@ -59,6 +59,7 @@ impl From<StoreError> for ApiError {
                 Self::NotFound(e.to_string())
             }
             StoreError::Transition(t) => Self::Conflict(format!("cannot cancel: {t}")),
+            StoreError::NotYetActive(_) => Self::Conflict(e.to_string()),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 Self::Unavailable("the database is unavailable; retry shortly".into())

@@ -27,7 +27,7 @@ counters! {
     broadcasts_created_total: "Broadcasts accepted by the admin API.",
     events_relayed_total: "Events moved from the outbox into the log and published.",
     events_dispatched_total: "Events this node's hub handed to its streams.",
-    frames_queued_total: "Event frames queued on streams.",
+    message_deliveries_total: "MESSAGE events handed to users' streams (one per user and broadcast).",
     streams_opened_total: "SSE streams accepted.",
     streams_rejected_total: "SSE streams refused by a connection limit.",
     streams_closed_slow_total: "SSE streams closed because their queue was full.",

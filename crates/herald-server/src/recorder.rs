@@ -21,8 +21,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder whose queue holds at most `capacity` batches; senders wait when it is full, so
-    /// a slow database slows the hub's bookkeeping, never a stream.
+    /// A recorder whose queue holds at most `capacity` batches. Senders wait when it is full:
+    /// a database that cannot keep up slows dispatch (backpressure) rather than growing memory
+    /// without bound; it never closes or blocks a stream's queue.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Vec<DeliveryMark>>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Self { tx, pending: Arc::default() }, rx)

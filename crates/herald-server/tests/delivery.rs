@@ -193,6 +193,10 @@ async fn read_all_marks_the_whole_inbox(backend: Backend) {
     let r = app.post("/api/user/messages/read-all", json!({"userId": "user-006"})).await;
     assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({"read": 3}));
     assert_eq!(app.get_json("/api/user/messages?userId=user-006").await, json!([]));
+    app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-006"]})).await;
+    let by_query =
+        app.client.post(app.url("/api/user/messages/read-all?userId=user-006")).send().await.unwrap();
+    assert_eq!(by_query.json::<serde_json::Value>().await.unwrap(), json!({"read": 1}), "no body needed");
     app.stop().await;
 }
 

@@ -23,6 +23,8 @@ async fn a_cancelled_broadcast_is_removed_live_and_never_replayed(backend: Backe
     assert_eq!(removed, json!({"broadcastId": b, "reason": "CANCELLED"}));
     let again = app.client.delete(app.url(&format!("/api/admin/broadcasts/{b}"))).send().await.unwrap();
     assert_eq!(again.status(), 409, "a final state cannot be cancelled again");
+    let conflict: serde_json::Value = again.json().await.unwrap();
+    assert!(conflict["message"].as_str().unwrap().contains("CANCELLED"), "{conflict}");
     assert_eq!(app.get_json(&format!("/api/admin/broadcasts/{b}")).await["status"], "CANCELLED");
 
     let mut replay = app.connect_with("user-001", &[("last-event-id", &before.to_string())]).await;

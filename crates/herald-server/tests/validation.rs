@@ -163,6 +163,11 @@ fn cases() -> Vec<Case> {
         404,
         "not addressed",
     ));
+    // Broadcast 2 is scheduled for later: it cannot be read or acknowledged yet.
+    let scheduled = json!({"userId": "user-002", "broadcastId": 2});
+    cases.push(case("POST", "/api/user/messages/read", Some(scheduled.clone()), 409, "scheduled"));
+    cases.push(case("POST", "/api/user/messages/ack-visibility", Some(scheduled), 409, "scheduled"));
+    cases.push(case("GET", "/api/user/sse/connect?userId=user-001&sessionId=a%20b", None, 400, "sessionId"));
     cases
 }
 
@@ -170,6 +175,8 @@ async fn every_malformed_request_gets_the_right_4xx_with_a_useful_message(backen
     let app = spawn_app(backend).await;
     // Broadcast 1 targets user-002 only, so user-001 reading it is a 404.
     app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-002"]})).await;
+    let later = Timestamp::now().plus_millis(3_600_000).to_rfc3339();
+    app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-002"], "scheduledAt": later})).await;
     for c in cases() {
         let method = reqwest::Method::from_bytes(c.method.as_bytes()).unwrap();
         let mut req = app.client.request(method, app.url(&c.path));
@@ -194,7 +201,7 @@ async fn every_malformed_request_gets_the_right_4xx_with_a_useful_message(backen
         assert_eq!(body["path"], c.path.split('?').next().unwrap(), "{body}");
     }
     let all = app.get_json("/api/admin/broadcasts").await;
-    assert_eq!(all.as_array().unwrap().len(), 1, "no rejected request stored anything");
+    assert_eq!(all.as_array().unwrap().len(), 2, "no rejected request stored anything");
     app.stop().await;
 }
 

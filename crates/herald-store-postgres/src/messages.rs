@@ -2,7 +2,7 @@
 
 use crate::rows::{broadcast_from_row, db_err, enqueue_event, ts, BROADCAST_COLUMNS, TARGETS_USER};
 use herald_domain::{EventBody, Timestamp};
-use herald_store::{DeliveryMark, InboxItem, StoreError, StoreResult};
+use herald_store::{check_targeted, DeliveryMark, InboxItem, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -87,16 +87,12 @@ pub async fn unread_count(pool: &PgPool, user: &str, now: Timestamp) -> StoreRes
     sqlx::query_scalar(&sql).bind(user).bind(now.millis()).fetch_one(pool).await.map_err(db_err)
 }
 
-/// Fails with not-found or not-targeted unless broadcast `id` is addressed to `user`.
+/// Fails unless broadcast `id` is addressed to `user` and has gone out (not still scheduled).
 async fn require_targeted(conn: &mut PgConnection, user: &str, id: i64) -> StoreResult<()> {
-    let sql = format!("SELECT {TARGETS_USER} FROM broadcasts b WHERE b.id = $2");
-    let targeted: Option<bool> =
-        sqlx::query_scalar(&sql).bind(user).bind(id).fetch_optional(&mut *conn).await.map_err(db_err)?;
-    match targeted {
-        None => Err(StoreError::BroadcastNotFound(id)),
-        Some(false) => Err(StoreError::NotTargeted { broadcast_id: id, user_id: user.to_owned() }),
-        Some(true) => Ok(()),
-    }
+    let sql = format!("SELECT b.status, {TARGETS_USER} FROM broadcasts b WHERE b.id = $2");
+    let row: Option<(String, bool)> =
+        sqlx::query_as(&sql).bind(user).bind(id).fetch_optional(&mut *conn).await.map_err(db_err)?;
+    check_targeted(row, user, id)
 }
 
 /// Sets `read_at` (and `delivered_at`, if missing) unless already read; returns the read time and

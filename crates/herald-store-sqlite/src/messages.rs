@@ -1,9 +1,8 @@
 //! A user's messages: inbox, pending catch-up, read and visibility state, delivery records.
 
-use crate::broadcasts::get_in;
 use crate::rows::{broadcast_from_row, db_err, enqueue_event, targets_user, ts, BROADCAST_COLUMNS};
 use herald_domain::{EventBody, Timestamp};
-use herald_store::{DeliveryMark, InboxItem, StoreError, StoreResult};
+use herald_store::{check_targeted, DeliveryMark, InboxItem, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -86,14 +85,12 @@ pub async fn unread_count(pool: &SqlitePool, user: &str, now: Timestamp) -> Stor
 }
 
 /// Fails with not-found or not-targeted unless broadcast `id` is addressed to `user`.
+/// Fails unless broadcast `id` is addressed to `user` and has gone out (not still scheduled).
 async fn require_targeted(conn: &mut SqliteConnection, user: &str, id: i64) -> StoreResult<()> {
-    let sql = concat!("SELECT count(*) FROM broadcasts b WHERE b.id = ?2 AND ", targets_user!());
-    let n: i64 = sqlx::query_scalar(sql).bind(user).bind(id).fetch_one(&mut *conn).await.map_err(db_err)?;
-    if n == 0 {
-        get_in(conn, id).await?;
-        return Err(StoreError::NotTargeted { broadcast_id: id, user_id: user.to_owned() });
-    }
-    Ok(())
+    let sql = concat!("SELECT b.status, ", targets_user!(), " FROM broadcasts b WHERE b.id = ?2");
+    let row: Option<(String, bool)> =
+        sqlx::query_as(sql).bind(user).bind(id).fetch_optional(&mut *conn).await.map_err(db_err)?;
+    check_targeted(row, user, id)
 }
 
 /// Sets `read_at` (and `delivered_at`, if missing) unless already read; returns the read time and

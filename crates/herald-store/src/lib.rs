@@ -15,6 +15,19 @@ use herald_domain::{Broadcast, Event, NewBroadcast, Timestamp, User, UserId};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Turns a looked-up `(status, addressed to the user)` of broadcast `id` into the error a read or
+/// visibility ack gets: not found, not addressed to the user, or not yet active.
+pub fn check_targeted(row: Option<(String, bool)>, user: &str, id: i64) -> StoreResult<()> {
+    match row {
+        None => Err(StoreError::BroadcastNotFound(id)),
+        Some((_, false)) => Err(StoreError::NotTargeted { broadcast_id: id, user_id: user.to_owned() }),
+        Some((status, true)) if status == herald_domain::BroadcastStatus::Scheduled.as_str() => {
+            Err(StoreError::NotYetActive(id))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("broadcast {0} does not exist")]
@@ -23,6 +36,8 @@ pub enum StoreError {
     NotTargeted { broadcast_id: i64, user_id: String },
     #[error(transparent)]
     Transition(#[from] herald_domain::TransitionError),
+    #[error("broadcast {0} is scheduled and cannot be read or acknowledged before it is active")]
+    NotYetActive(i64),
     /// The database cannot be reached or refused the connection; callers answer 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),

@@ -77,6 +77,9 @@ pub struct Settings {
     /// Recent events kept in memory for replay [default: 10000]
     #[arg(long, env = "HERALD_REPLAY_WINDOW")]
     replay_window: Option<usize>,
+    /// Upper bound on the bytes the replay window holds [default: 33554432]
+    #[arg(long, env = "HERALD_REPLAY_WINDOW_BYTES")]
+    replay_window_bytes: Option<usize>,
     /// How long the event log keeps events [default: 7days]
     #[arg(long, env = "HERALD_EVENT_RETENTION", value_parser = duration)]
     event_retention: Option<Duration>,
@@ -136,7 +139,8 @@ impl Settings {
             max_connections,
             heartbeat_interval
         );
-        set!(sse_retry, stream_queue, replay_window, event_retention, body_limit, delivery_flush_interval);
+        set!(sse_retry, stream_queue, replay_window, replay_window_bytes, event_retention, body_limit);
+        set!(delivery_flush_interval);
         set!(shutdown_grace, demo, lease_ttl, db_max_connections);
         if let Some(v) = self.kafka_brokers {
             c.kafka_brokers = Some(v);

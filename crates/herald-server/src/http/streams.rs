@@ -40,8 +40,9 @@ async fn connect(
     ApiQuery(q): ApiQuery<ConnectQuery>,
 ) -> Result<Response, ApiError> {
     let user_id = required_user("userId", q.user_id.as_deref())?;
-    let connection_id: Arc<str> = match q.connection_id.or(q.session_id) {
-        Some(raw) => Arc::from(UserId::parse("connectionId", &raw)?.as_str()),
+    let named = q.connection_id.map(|c| ("connectionId", c)).or(q.session_id.map(|s| ("sessionId", s)));
+    let connection_id: Arc<str> = match named {
+        Some((field, raw)) => Arc::from(UserId::parse(field, &raw)?.as_str()),
         None => Arc::from(uuid::Uuid::new_v4().to_string()),
     };
     // An unparsable Last-Event-ID is treated as absent (SPEC section 3).

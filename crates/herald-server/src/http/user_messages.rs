@@ -4,7 +4,7 @@
 use super::{page_limit, required_user, JsonId};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, MaybeJson};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -68,7 +68,7 @@ async fn unread_count(
     Ok(Json(serde_json::json!({ "unread": unread })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct UserParam {
     user_id: Option<String>,
@@ -104,7 +104,7 @@ async fn read(
 async fn read_all(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<UserParam>,
-    ApiJson(body): ApiJson<UserParam>,
+    MaybeJson(body): MaybeJson<UserParam>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
     let read = app.store.mark_all_read(user.as_str(), Timestamp::now()).await?;

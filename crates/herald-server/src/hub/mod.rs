@@ -239,7 +239,7 @@ impl Hub {
         let slow = self.drop_conns(&mut reg, dead);
         drop(reg);
         Metrics::inc(&self.metrics.events_dispatched_total);
-        Metrics::add(&self.metrics.frames_queued_total, marks.len() as u64);
+        Metrics::add(&self.metrics.message_deliveries_total, marks.len() as u64);
         Metrics::add(&self.metrics.streams_closed_slow_total, slow);
         Dispatched { marks }
     }
