@@ -1,9 +1,11 @@
 //! Start-up and shutdown: builds the store, bus, hub and tasks, serves HTTP, and tears it all
 //! down in order (streams first, then the tasks, then the final flush of delivery records).
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::{frame, Hub, HubConfig};
 use crate::leader::{while_leader, Leadership};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::{feed, housekeeping, http, relay, scheduler, server};
@@ -36,6 +38,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
+    pub auth: Auth,
+    pub limits: Limits,
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn EventBus>,
     pub hub: Arc<Hub>,
@@ -51,9 +55,22 @@ impl Deref for AppState {
     }
 }
 
+/// Re-reads the JWT key file; the old keys stay in use when the file is unreadable or invalid.
+#[derive(Clone)]
+pub struct ReloadHandle(AppState);
+
+impl ReloadHandle {
+    pub fn reload_keys(&self) -> Result<usize, String> {
+        let n = self.0.auth.reload()?;
+        tracing::info!(keys = n, "JWT keys reloaded");
+        Ok(n)
+    }
+}
+
 /// A started server; [`Running::stop`] shuts it down gracefully.
 pub struct Running {
     pub addr: SocketAddr,
+    state: AppState,
     stop: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
@@ -72,12 +89,19 @@ impl Running {
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
     }
+
+    /// A handle that re-reads the JWT key file (PEM or JWKS), as on SIGHUP.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.state.clone())
+    }
 }
 
 /// Opens storage, starts every task and begins serving on `listener`. Returns once the server
 /// is ready to take requests.
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
     config.check().map_err(ServerError::Config)?;
+    let auth = Auth::new(&config).map_err(ServerError::Config)?;
+    let limits = Limits::new(&config);
     let addr = listener.local_addr()?;
     let store = open_store(&config).await?;
     if config.demo {
@@ -126,10 +150,25 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     };
 
     let grace = config.shutdown_grace;
+    let conn_limits = server::ConnLimits {
+        header_timeout: config.header_timeout,
+        max_header_bytes: config.max_header_bytes,
+        max_headers: config.max_headers,
+    };
     let closer = store.clone();
-    let state =
-        AppState(Arc::new(Inner { config, store, bus, hub: hub.clone(), recorder, metrics, node_id }));
+    let state = AppState(Arc::new(Inner {
+        config,
+        auth,
+        limits,
+        store,
+        bus,
+        hub: hub.clone(),
+        recorder,
+        metrics,
+        node_id,
+    }));
     let router = http::router(state.clone());
+    let reload_state = state.clone();
     let stop = CancellationToken::new();
     tracing::info!(%addr, node = %state.node_id, "herald is ready");
     let done = tokio::spawn({
@@ -139,7 +178,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
                 let streams = hub.shutdown(shutdown_frame());
                 tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
             };
-            server::serve(listener, router, stop, grace, announce).await;
+            server::serve(listener, router, conn_limits, stop, grace, announce).await;
             tasks_stop.cancel();
             while tasks.join_next().await.is_some() {}
             recorder_stop.cancel();
@@ -149,7 +188,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             tracing::info!("herald stopped");
         }
     });
-    Ok(Running { addr, stop, done })
+    Ok(Running { addr, state: reload_state, stop, done })
 }
 
 /// Creates or upgrades the database schema and returns.

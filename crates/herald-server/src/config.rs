@@ -2,7 +2,30 @@
 //! environment < flags into it; the server only reads it.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// A secret value: `Debug` and logs never show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,6 +93,49 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// PostgreSQL connections this node may open.
     pub db_max_connections: u32,
+
+    /// Allow `auth = none` on a non-loopback listen address.
+    pub insecure_allow_remote: bool,
+    /// HS256 shared secret (auth = jwt).
+    pub jwt_secret: Option<Secret>,
+    /// PEM file with the RS256 or ES256 public key (auth = jwt); reloaded on SIGHUP.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file with public keys chosen by `kid` (auth = jwt); reloaded on SIGHUP.
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Required `iss`, when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "human_duration")]
+    pub jwt_leeway: Duration,
+    /// Claim holding the roles (a dotted path such as `realm_access.roles` reaches nested claims).
+    pub jwt_roles_claim: String,
+    /// Claim holding the products.
+    pub jwt_products_claim: String,
+    /// Cookie that may carry the token.
+    pub jwt_cookie: String,
+
+    /// Stream connects one client IP may make per rate window.
+    pub connects_per_ip_per_minute: u32,
+    /// Broadcasts one admin may create per rate window.
+    pub broadcasts_per_admin_per_minute: u32,
+    /// The window of the rate limits ("per minute" unless changed).
+    #[serde(with = "human_duration")]
+    pub rate_limit_window: Duration,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Time a client has to send its request headers (slow-loris protection).
+    #[serde(with = "human_duration")]
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: usize,
+    /// Most request headers accepted.
+    pub max_headers: usize,
+    /// Origins allowed by CORS; empty means same-origin only. `*` allows any (not with credentials).
+    pub cors_allowed_origins: Vec<String>,
+    /// Whether CORS allows credentials (cookies, Authorization).
+    pub cors_allow_credentials: bool,
 }
 
 impl Default for Config {
@@ -97,6 +163,25 @@ impl Default for Config {
             log_format: LogFormat::Text,
             lease_ttl: Duration::from_secs(5),
             db_max_connections: 16,
+            insecure_allow_remote: false,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: Duration::from_secs(30),
+            jwt_roles_claim: "roles".into(),
+            jwt_products_claim: "products".into(),
+            jwt_cookie: "herald_token".into(),
+            connects_per_ip_per_minute: 300,
+            broadcasts_per_admin_per_minute: 60,
+            rate_limit_window: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            cors_allowed_origins: Vec::new(),
+            cors_allow_credentials: false,
         }
     }
 }
@@ -119,9 +204,8 @@ impl Config {
         if self.bus == BusKind::Kafka {
             return Err("bus = kafka is not available in this build yet; use bus = memory".into());
         }
-        if self.auth == AuthMode::Jwt {
-            return Err("auth = jwt is not available in this build yet; use auth = none".into());
-        }
+        self.check_auth()?;
+        self.check_limits()?;
         if self.lease_ttl < Duration::from_millis(300) {
             return Err("lease_ttl must be at least 300ms".into());
         }
@@ -138,6 +222,68 @@ impl Config {
     }
 }
 
+impl Config {
+    fn check_auth(&self) -> Result<(), String> {
+        match self.auth {
+            AuthMode::None => {
+                if !self.insecure_allow_remote && !is_loopback(&self.listen) {
+                    return Err(format!(
+                        "auth = none trusts the userId parameter, so it only listens on loopback; {} is not \
+                         loopback. Use auth = jwt, or pass --insecure-allow-remote if a trusted proxy authenticates",
+                        self.listen
+                    ));
+                }
+            }
+            AuthMode::Jwt => {
+                let sources = [
+                    self.jwt_secret.is_some(),
+                    self.jwt_public_key_file.is_some(),
+                    self.jwt_jwks_file.is_some(),
+                ];
+                if sources.iter().filter(|s| **s).count() != 1 {
+                    return Err(
+                        "auth = jwt needs exactly one of jwt_secret, jwt_public_key_file, jwt_jwks_file"
+                            .into(),
+                    );
+                }
+                if self.jwt_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+                    return Err("jwt_secret must be at least 32 characters".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), String> {
+        if self.rate_limit_window.is_zero() {
+            return Err("rate_limit_window must be greater than 0".into());
+        }
+        if self.max_header_bytes < 8192 {
+            return Err("max_header_bytes must be at least 8192".into());
+        }
+        if self.max_headers == 0 {
+            return Err("max_headers must be greater than 0".into());
+        }
+        for proxy in &self.trusted_proxies {
+            crate::limits::IpNet::parse(proxy).map_err(|e| format!("trusted_proxies: {e}"))?;
+        }
+        if self.cors_allow_credentials && self.cors_allowed_origins.iter().any(|o| o == "*") {
+            return Err("cors_allowed_origins cannot be * when cors_allow_credentials is on".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether a listen address is loopback (`127.0.0.0/8`, `::1`, or `localhost`).
+pub fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Durations as human text ("30s", "1m 30s", "250ms") in TOML.
 pub mod human_duration {
     use super::*;
@@ -149,5 +295,40 @@ pub mod human_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_none_is_refused_on_a_non_loopback_address_unless_allowed() {
+        let mut c = Config { listen: "0.0.0.0:8080".into(), ..Config::default() };
+        assert!(c.check().unwrap_err().contains("loopback"));
+        c.insecure_allow_remote = true;
+        assert!(c.check().is_ok());
+        for ok in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080", "127.1.2.3:0"] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        assert!(!is_loopback("10.0.0.1:80"));
+    }
+
+    #[test]
+    fn jwt_needs_exactly_one_key_source_and_a_long_secret() {
+        let mut c = Config { auth: AuthMode::Jwt, ..Config::default() };
+        assert!(c.check().is_err());
+        c.jwt_secret = Some(Secret::new("short"));
+        assert!(c.check().unwrap_err().contains("32"));
+        c.jwt_secret = Some(Secret::new("x".repeat(32)));
+        assert!(c.check().is_ok());
+        c.jwt_jwks_file = Some("keys.json".into());
+        assert!(c.check().is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = Config { jwt_secret: Some(Secret::new("super-secret-value")), ..Config::default() };
+        assert!(!format!("{c:?}").contains("super-secret-value"));
     }
 }

@@ -12,6 +12,10 @@ use herald_store::StoreError;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{message}")]
+    Unauthorized { message: String, invalid: bool },
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -34,6 +38,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -86,11 +92,25 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
+        let challenge = match &self {
+            Self::Unauthorized { invalid: false, .. } => Some(r#"Bearer realm="herald""#.to_owned()),
+            Self::Unauthorized { message, invalid: true } => {
+                let description: String =
+                    message.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+                Some(format!(
+                    r#"Bearer realm="herald", error="invalid_token", error_description="{description}""#
+                ))
+            }
+            _ => None,
+        };
         let info = ErrorInfo { status, message: self.to_string() };
         let mut response = render(&info, "");
         response.extensions_mut().insert(info);
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

@@ -6,6 +6,7 @@
 //! [`Running`] handle; [`run`] serves until a shutdown future completes.
 
 mod app;
+mod auth;
 pub mod config;
 mod error;
 mod extract;
@@ -14,6 +15,7 @@ mod housekeeping;
 mod http;
 pub mod hub;
 mod leader;
+mod limits;
 mod metrics;
 mod recorder;
 mod relay;
@@ -21,5 +23,6 @@ mod scheduler;
 mod server;
 mod sse;
 
-pub use app::{migrate, run, start, Running, ServerError};
+pub use app::{migrate, run, start, ReloadHandle, Running, ServerError};
+pub use auth::jwt::mint_token;
 pub use config::Config;

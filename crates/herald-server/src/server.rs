@@ -23,14 +23,21 @@ pub struct ConnCtl {
     pub peer: SocketAddr,
 }
 
-/// Time a client has to send its request headers (slow-loris protection).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves until `stop` is cancelled; then stops accepting, calls `before_drain` (which ends the
 /// streams), waits up to `grace` for connections to finish and closes the rest.
+/// Limits on what a connection may send before the router sees a request.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Time a client has to send its request headers (slow-loris protection).
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: ConnLimits,
     stop: CancellationToken,
     grace: Duration,
     before_drain: impl FnOnce(),
@@ -38,7 +45,11 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let all = CancellationToken::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -16,10 +16,13 @@ use herald_domain::{Event, EventBody, MessageView, Timestamp, User};
 use herald_store::DeliveryMark;
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Sleep;
 
 /// Most logged events read from the store for one replay; a client further behind gets `RESYNC`.
 const MAX_STORE_REPLAY: i64 = 100_000;
@@ -28,6 +31,8 @@ pub struct ConnectRequest {
     pub user: User,
     pub connection_id: Arc<str>,
     pub last_event_id: Option<i64>,
+    /// When the caller's token expires: the stream ends then with `TOKEN_EXPIRED`.
+    pub expires_at: Option<Timestamp>,
     pub ctl: Option<ConnCtl>,
 }
 
@@ -65,12 +70,12 @@ pub async fn open(app: &AppState, req: ConnectRequest) -> Result<Response, ApiEr
         first.extend_from_slice(&f);
     }
     app.recorder.record(marks).await;
-    Ok(stream_response(Body::from_stream(SseStream {
-        first: Some(first.freeze()),
-        rx,
-        _guard: guard,
-        done: false,
-    })))
+    let expiry = req.expires_at.map(|at| {
+        let left = Duration::from_millis(at.millis().saturating_sub(Timestamp::now().millis()).max(0) as u64);
+        Box::pin(tokio::time::sleep(left))
+    });
+    let stream = SseStream { first: Some(first.freeze()), rx, expiry, _guard: guard, done: false };
+    Ok(stream_response(Body::from_stream(stream)))
 }
 
 fn stream_response(body: Body) -> Response {
@@ -226,6 +231,7 @@ fn select_replay(entries: &[Logged], user: &User, now: Timestamp) -> (Vec<Bytes>
 struct SseStream {
     first: Option<Bytes>,
     rx: mpsc::Receiver<Out>,
+    expiry: Option<Pin<Box<Sleep>>>,
     _guard: ConnGuard,
     done: bool,
 }
@@ -239,6 +245,14 @@ impl Stream for SseStream {
         }
         if self.done {
             return Poll::Ready(None);
+        }
+        if let Some(expiry) = self.expiry.as_mut() {
+            if expiry.as_mut().poll(cx).is_ready() {
+                self.done = true;
+                let data =
+                    serde_json::json!({ "message": "the access token expired; reconnect with a fresh one" });
+                return Poll::Ready(Some(Ok(frame::json_frame(None, "TOKEN_EXPIRED", &data))));
+            }
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Out::Frame(f))) => Poll::Ready(Some(Ok(f))),

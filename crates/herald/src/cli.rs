@@ -5,7 +5,7 @@
 use crate::config_file;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald_server::config::{AuthMode, BusKind, LogFormat};
+use herald_server::config::{AuthMode, BusKind, LogFormat, Secret};
 use herald_server::Config;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,26 @@ enum Command {
     Migrate(Settings),
     /// Print a commented default configuration file.
     Config,
+    /// Mint a development token (HS256) with the configured `jwt_secret`.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// The user id (`sub` claim)
+    #[arg(long)]
+    sub: String,
+    /// Roles, comma-separated (e.g. ADMIN,USER)
+    #[arg(long, value_delimiter = ',')]
+    roles: Vec<String>,
+    /// Products, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    products: Vec<String>,
+    /// Lifetime of the token
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    ttl: Duration,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -101,6 +121,63 @@ pub struct Settings {
     /// PostgreSQL connections this node may open [default: 16]
     #[arg(long, env = "HERALD_DB_MAX_CONNECTIONS")]
     db_max_connections: Option<u32>,
+    /// Allow auth = none on a non-loopback listen address (only behind an authenticating proxy)
+    #[arg(long, env = "HERALD_INSECURE_ALLOW_REMOTE", num_args = 0..=1, default_missing_value = "true")]
+    insecure_allow_remote: Option<bool>,
+    /// HS256 shared secret (auth = jwt; at least 32 characters)
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM file with the RS256 or ES256 public key (auth = jwt; reloaded on SIGHUP)
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE")]
+    jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file with the public keys (auth = jwt; reloaded on SIGHUP)
+    #[arg(long, env = "HERALD_JWT_JWKS_FILE")]
+    jwt_jwks_file: Option<PathBuf>,
+    /// Required token issuer (iss)
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required token audience (aud)
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Clock skew tolerated on exp and nbf [default: 30s]
+    #[arg(long, env = "HERALD_JWT_LEEWAY", value_parser = duration)]
+    jwt_leeway: Option<Duration>,
+    /// Claim with the roles; dots reach nested claims [default: roles]
+    #[arg(long, env = "HERALD_JWT_ROLES_CLAIM")]
+    jwt_roles_claim: Option<String>,
+    /// Claim with the products [default: products]
+    #[arg(long, env = "HERALD_JWT_PRODUCTS_CLAIM")]
+    jwt_products_claim: Option<String>,
+    /// Cookie that may carry the token [default: herald_token]
+    #[arg(long, env = "HERALD_JWT_COOKIE")]
+    jwt_cookie: Option<String>,
+    /// Stream connects per client IP per rate window [default: 300]
+    #[arg(long, env = "HERALD_CONNECTS_PER_IP_PER_MINUTE")]
+    connects_per_ip_per_minute: Option<u32>,
+    /// Broadcasts created per admin per rate window [default: 60]
+    #[arg(long, env = "HERALD_BROADCASTS_PER_ADMIN_PER_MINUTE")]
+    broadcasts_per_admin_per_minute: Option<u32>,
+    /// Window of the rate limits [default: 1m]
+    #[arg(long, env = "HERALD_RATE_LIMIT_WINDOW", value_parser = duration)]
+    rate_limit_window: Option<Duration>,
+    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed
+    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<String>>,
+    /// Time a client has to send its request headers [default: 10s]
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", value_parser = duration)]
+    header_timeout: Option<Duration>,
+    /// Largest request head in bytes [default: 16384]
+    #[arg(long, env = "HERALD_MAX_HEADER_BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Most request headers [default: 64]
+    #[arg(long, env = "HERALD_MAX_HEADERS")]
+    max_headers: Option<usize>,
+    /// Origins allowed by CORS, comma-separated [default: none, same-origin only]
+    #[arg(long, env = "HERALD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    cors_allowed_origins: Option<Vec<String>>,
+    /// Let CORS requests carry credentials [default: false]
+    #[arg(long, env = "HERALD_CORS_ALLOW_CREDENTIALS", num_args = 0..=1, default_missing_value = "true")]
+    cors_allow_credentials: Option<bool>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum)]
     log_format: Option<LogArg>,
@@ -141,7 +218,17 @@ impl Settings {
         );
         set!(sse_retry, stream_queue, replay_window, replay_window_bytes, event_retention, body_limit);
         set!(delivery_flush_interval);
-        set!(shutdown_grace, demo, lease_ttl, db_max_connections);
+        set!(shutdown_grace, demo, lease_ttl, db_max_connections, insecure_allow_remote, jwt_leeway);
+        set!(jwt_roles_claim, jwt_products_claim, jwt_cookie, connects_per_ip_per_minute);
+        set!(broadcasts_per_admin_per_minute, rate_limit_window, trusted_proxies, header_timeout);
+        set!(max_header_bytes, max_headers, cors_allowed_origins, cors_allow_credentials);
+        macro_rules! set_some {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = Some(v); })* };
+        }
+        set_some!(jwt_public_key_file, jwt_jwks_file, jwt_issuer, jwt_audience);
+        if let Some(secret) = self.jwt_secret {
+            c.jwt_secret = Some(Secret::new(secret));
+        }
         if let Some(v) = self.kafka_brokers {
             c.kafka_brokers = Some(v);
         }
@@ -184,17 +271,47 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(database = %config.database_url, "schema is up to date");
             Ok(())
         }
-        Command::Serve(settings) => {
-            let config = settings.resolve()?;
-            init_logging(config.log_format);
-            if config.auth == AuthMode::None {
-                tracing::warn!("auth = none: the userId parameter is trusted; use only on a trusted network");
-            }
-            let listener = TcpListener::bind(&config.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
-            herald_server::run(config, listener, shutdown_signal()).await?;
+        Command::Serve(settings) => serve(settings.resolve()?).await,
+        Command::Token(args) => {
+            let config = args.settings.resolve()?;
+            let secret =
+                config.jwt_secret.as_ref().context("herald token needs jwt_secret (HERALD_JWT_SECRET)")?;
+            let token =
+                herald_server::mint_token(secret, &args.sub, &args.roles, &args.products, args.ttl, &config)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            println!("{token}");
             Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(config.log_format);
+    if config.auth == AuthMode::None {
+        tracing::warn!(
+            listen = %config.listen,
+            "auth = none: the userId parameter is trusted and anyone who reaches the server may act as any user"
+        );
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let running = herald_server::start(config, listener).await?;
+    let stop = running.stop_token();
+    let reloads = tokio::spawn(reload_on_sighup(running.reload_handle()));
+    shutdown_signal().await;
+    stop.cancel();
+    reloads.abort();
+    running.stopped().await;
+    Ok(())
+}
+
+/// SIGHUP re-reads the JWT key file (PEM or JWKS) without a restart.
+async fn reload_on_sighup(handle: herald_server::ReloadHandle) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        if let Err(e) = handle.reload_keys() {
+            tracing::error!(error = %e, "reloading the JWT keys failed; the previous keys stay in use");
         }
     }
 }

@@ -36,8 +36,38 @@ bus = "memory"
 kafka_topic = "herald.events"
 # kafka_brokers = "localhost:9092"
 
-# Authentication: "none" trusts the userId parameter (loopback only).
+# Authentication: "none" trusts the userId parameter (loopback only); "jwt" verifies tokens.
 auth = "none"
+# auth = "none" on a non-loopback address is refused unless this is on (behind an authenticating proxy).
+insecure_allow_remote = false
+# auth = "jwt" needs exactly one key source: an HS256 secret (32+ characters), or a PEM public key
+# (RS256/ES256), or a JWKS file; key files are re-read on SIGHUP.
+# jwt_secret = "change-me-to-a-long-random-string-of-32-chars"
+# jwt_public_key_file = "/etc/herald/jwt.pem"
+# jwt_jwks_file = "/etc/herald/jwks.json"
+# jwt_issuer = "https://idp.example.com/"
+# jwt_audience = "herald"
+# Clock skew tolerated on exp and nbf.
+jwt_leeway = "30s"
+# Claims with the roles and products (a dotted path reaches nested claims: "realm_access.roles").
+jwt_roles_claim = "roles"
+jwt_products_claim = "products"
+# Cookie that may carry the token (besides Authorization: Bearer and ?access_token=).
+jwt_cookie = "herald_token"
+
+# Abuse limits; over them a request gets 429 with Retry-After.
+connects_per_ip_per_minute = 300
+broadcasts_per_admin_per_minute = 60
+rate_limit_window = "1m"
+# Proxies (IPs or CIDRs) whose X-Forwarded-For names the client.
+trusted_proxies = []
+# Request heads: time to send them, total size, number of headers (431 beyond).
+header_timeout = "10s"
+max_header_bytes = 16384
+max_headers = 64
+# CORS: allowed origins (empty: same-origin only) and whether credentials may be sent.
+cors_allowed_origins = []
+cors_allow_credentials = false
 
 # This node's id in stats and logs; host name + port when unset.
 # node_id = "herald-1"

@@ -1,9 +1,11 @@
 //! `/api/admin/broadcasts`: create, list, read, cancel, stats and per-user deliveries.
 
-use super::{page_limit, BroadcastId};
+use super::{page_limit, BroadcastId, ClientIp};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::limits::limited;
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -61,8 +63,17 @@ async fn find(app: &AppState, id: i64) -> Result<Broadcast, ApiError> {
 
 async fn create(
     State(app): State<AppState>,
-    ApiJson(req): ApiJson<CreateBroadcastRequest>,
+    caller: Caller,
+    ClientIp(ip): ClientIp,
+    ApiJson(mut req): ApiJson<CreateBroadcastRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Per admin: the token's subject, or the client address when auth is none.
+    let admin = caller.admin()?;
+    let key = admin.map(|a| format!("admin:{a}")).or(ip.map(|ip| format!("ip:{ip}"))).unwrap_or_default();
+    limited(app.limits.broadcasts.hit(&key), "broadcasts created")?;
+    if req.sender_id.is_none() {
+        req.sender_id = admin.map(|a| a.to_string());
+    }
     let now = Timestamp::now();
     let new = req.validate(now)?;
     let b = app.store.create_broadcast(&new, now).await?;
@@ -80,8 +91,10 @@ struct ListQuery {
 
 async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let filter = match q.filter.as_deref() {
         None | Some("") => ListFilter::All,
         Some(f) => ListFilter::parse(f).ok_or_else(|| {
@@ -100,13 +113,20 @@ async fn list(
 
 async fn show(
     State(app): State<AppState>,
+    caller: Caller,
     BroadcastId(id): BroadcastId,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let b = find(&app, id).await?;
     Ok(Json(with_counts(&app, b).await?))
 }
 
-async fn cancel(State(app): State<AppState>, BroadcastId(id): BroadcastId) -> Result<StatusCode, ApiError> {
+async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    BroadcastId(id): BroadcastId,
+) -> Result<StatusCode, ApiError> {
+    caller.admin()?;
     let b = app.store.cancel_broadcast(id, Timestamp::now()).await?;
     tracing::info!(broadcast.id = b.id, correlation_id = %b.correlation_id, "broadcast cancelled");
     Ok(StatusCode::NO_CONTENT)
@@ -134,8 +154,10 @@ fn rate(part: i64, whole: i64) -> f64 {
 
 async fn stats(
     State(app): State<AppState>,
+    caller: Caller,
     BroadcastId(id): BroadcastId,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let b = find(&app, id).await?;
     let c = app.store.counts(&b).await?;
     Ok(Json(StatsOut {
@@ -181,15 +203,18 @@ impl From<DeliveryRow> for DeliveryOut {
 
 async fn deliveries(
     State(app): State<AppState>,
+    caller: Caller,
     BroadcastId(id): BroadcastId,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let limit = page_limit(q.limit, 100, 1_000)?;
     let b = find(&app, id).await?;
     let rows = app.store.deliveries(&b, q.after.as_deref(), limit).await?;
     Ok(Json(rows.into_iter().map(DeliveryOut::from).collect::<Vec<_>>()))
 }
 
-async fn all_user_ids(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn all_user_ids(State(app): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     Ok(Json(app.store.user_ids().await?))
 }

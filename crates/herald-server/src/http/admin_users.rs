@@ -2,6 +2,7 @@
 
 use super::{page_limit, required_user};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use axum::extract::{Path, State};
@@ -27,13 +28,20 @@ struct ListQuery {
 
 async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let limit = page_limit(q.limit, 100, 1_000)?;
     Ok(Json(app.store.list_users(q.after.as_deref(), limit).await?))
 }
 
-async fn show(State(app): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
     let user = app.store.get_user(id.as_str()).await?;
     user.map(Json).ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))
@@ -49,9 +57,11 @@ struct PutUser {
 
 async fn put(
     State(app): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<PutUser>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.admin()?;
     let user = User {
         user_id: required_user("userId", Some(&raw))?,
         roles: parse_names("roles", &body.roles)?,
@@ -62,7 +72,12 @@ async fn put(
     Ok(Json(saved))
 }
 
-async fn remove(State(app): State<AppState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
     if app.store.delete_user(id.as_str(), Timestamp::now()).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -16,7 +16,8 @@ use herald_domain::UserId;
 use serde::{Deserialize, Deserializer};
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = cors_layer(&state.config);
+    let router = Router::new()
         .merge(admin_broadcasts::router())
         .merge(admin_users::router())
         .merge(user_messages::router())
@@ -25,8 +26,37 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn(error::error_body))
-        .with_state(state)
+        .layer(middleware::from_fn(error::error_body));
+    match cors {
+        Some(cors) => router.layer(cors).with_state(state),
+        None => router.with_state(state),
+    }
+}
+
+/// CORS for the configured origins; none (same-origin only) by default.
+fn cors_layer(config: &crate::config::Config) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if config.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = if config.cors_allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(config.cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("last-event-id"),
+            ])
+            .allow_credentials(config.cors_allow_credentials)
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// A `limit` query parameter: `default` when absent, 400 outside `1..=max`.
@@ -39,9 +69,21 @@ pub fn page_limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiEr
 }
 
 /// A user id from a parameter or body field, required.
-pub fn required_user(field: &str, raw: Option<&str>) -> Result<UserId, ApiError> {
+pub(crate) fn required_user(field: &str, raw: Option<&str>) -> Result<UserId, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::BadRequest(format!("{field}: is required")))?;
     Ok(UserId::parse(field, raw)?)
+}
+
+/// The calling client's IP (see [`crate::limits::client_ip`]); `None` outside a real connection.
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<crate::server::ConnCtl>().map(|c| c.peer.ip());
+        Ok(ClientIp(app.limits.client(peer, &parts.headers)))
+    }
 }
 
 /// The `{id}` path segment of a broadcast route.

@@ -1,9 +1,11 @@
 //! SSE routes: connect (and its alias), disconnect, stats, and whether a user is connected.
 
-use super::required_user;
+use super::{required_user, ClientIp};
 use crate::app::AppState;
+use crate::auth::{Caller, Identity};
 use crate::error::ApiError;
 use crate::extract::{parse_form, read_body, ApiQuery};
+use crate::limits::limited;
 use crate::server::ConnCtl;
 use crate::sse::{self, ConnectRequest};
 use axum::extract::{Path, Request, State};
@@ -11,7 +13,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use herald_domain::{Timestamp, UserId};
+use herald_domain::{Timestamp, User, UserId};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -35,11 +37,16 @@ struct ConnectQuery {
 
 async fn connect(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    caller: Caller,
     ctl: Option<Extension<ConnCtl>>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ConnectQuery>,
 ) -> Result<Response, ApiError> {
-    let user_id = required_user("userId", q.user_id.as_deref())?;
+    if let Some(ip) = ip {
+        limited(app.limits.connects.hit(&ip.to_string()), "stream connects from this address")?;
+    }
+    let user_id = caller.user(q.user_id.as_deref())?;
     let named = q.connection_id.map(|c| ("connectionId", c)).or(q.session_id.map(|s| ("sessionId", s)));
     let connection_id: Arc<str> = match named {
         Some((field, raw)) => Arc::from(UserId::parse(field, &raw)?.as_str()),
@@ -56,9 +63,29 @@ async fn connect(
     if let Some(Extension(c)) = &ctl {
         tracing::debug!(user.id = %user_id, peer = %c.peer, ?last_event_id, "stream opening");
     }
-    let user = app.store.ensure_user(&user_id, Timestamp::now()).await?;
-    let req = ConnectRequest { user, connection_id, last_event_id, ctl: ctl.map(|Extension(c)| c) };
+    let user = match caller.identity() {
+        Some(identity) => sync_directory(&app, identity).await?,
+        None => app.store.ensure_user(&user_id, Timestamp::now()).await?,
+    };
+    let expires_at = caller.expires_at();
+    let req =
+        ConnectRequest { user, connection_id, last_event_id, expires_at, ctl: ctl.map(|Extension(c)| c) };
     sse::open(&app, req).await
+}
+
+/// The token's roles and products update the directory when they differ from it.
+async fn sync_directory(app: &AppState, identity: &Identity) -> Result<User, ApiError> {
+    let now = Timestamp::now();
+    let stored = app.store.ensure_user(&identity.user, now).await?;
+    if stored.roles == identity.roles && stored.products == identity.products {
+        return Ok(stored);
+    }
+    let user = User {
+        user_id: identity.user.clone(),
+        roles: identity.roles.clone(),
+        products: identity.products.clone(),
+    };
+    Ok(app.store.put_user(&user, now).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -70,7 +97,11 @@ struct DisconnectParams {
 }
 
 /// Parameters come from the query string or a form body.
-async fn disconnect(State(app): State<AppState>, req: Request) -> Result<impl IntoResponse, ApiError> {
+async fn disconnect(
+    State(app): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<impl IntoResponse, ApiError> {
     let query: DisconnectParams = parse_form(req.uri().query().unwrap_or(""))?;
     let is_form = req
         .headers()
@@ -85,7 +116,7 @@ async fn disconnect(State(app): State<AppState>, req: Request) -> Result<impl In
     } else {
         DisconnectParams::default()
     };
-    let user = required_user("userId", form.user_id.as_deref().or(query.user_id.as_deref()))?;
+    let user = caller.user(form.user_id.as_deref().or(query.user_id.as_deref()))?;
     let connection_id = form
         .connection_id
         .or(form.session_id)
@@ -96,7 +127,7 @@ async fn disconnect(State(app): State<AppState>, req: Request) -> Result<impl In
     Ok(Json(serde_json::json!({ "userId": user, "connectionId": connection_id, "disconnected": closed })))
 }
 
-async fn stats(State(app): State<AppState>) -> impl IntoResponse {
+async fn stats(State(app): State<AppState>, _caller: Caller) -> impl IntoResponse {
     let (users, connections) = app.hub.counts();
     Json(serde_json::json!({
         "totalActiveUsers": users,
@@ -110,8 +141,14 @@ async fn stats(State(app): State<AppState>) -> impl IntoResponse {
 
 async fn connected(
     State(app): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = required_user("userId", Some(&raw))?;
+    if !caller.may_see(user.as_str()) {
+        return Err(ApiError::Forbidden(
+            "only the user itself or an admin may ask whether it is connected".into(),
+        ));
+    }
     Ok(Json(app.hub.is_connected(user.as_str())))
 }

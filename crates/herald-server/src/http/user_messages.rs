@@ -1,8 +1,9 @@
 //! `/api/user/messages`: a user's inbox, unread count, read, read-all and visibility acks.
 //! With auth `none` the user is the `userId` parameter (query, or body for POSTs).
 
-use super::{page_limit, required_user, JsonId};
+use super::{page_limit, JsonId};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
 use axum::extract::State;
@@ -34,9 +35,10 @@ struct UserQuery {
 /// The inbox, newest first; every message in it counts as delivered from now on.
 async fn inbox(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = required_user("userId", q.user_id.as_deref())?;
+    let user = caller.user(q.user_id.as_deref())?;
     let limit = page_limit(q.limit, 50, 500)?;
     let now = Timestamp::now();
     let items = app.store.inbox(user.as_str(), q.before, limit, now).await?;
@@ -61,9 +63,10 @@ async fn inbox(
 
 async fn unread_count(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = required_user("userId", q.user_id.as_deref())?;
+    let user = caller.user(q.user_id.as_deref())?;
     let unread = app.store.unread_count(user.as_str(), Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "unread": unread })))
 }
@@ -81,21 +84,17 @@ struct MessageBody {
     broadcast_id: Option<JsonId>,
 }
 
-/// The body's `userId`, else the query's.
-fn body_user(body: Option<&str>, query: Option<&str>) -> Result<herald_domain::UserId, ApiError> {
-    required_user("userId", body.or(query))
-}
-
 fn required_broadcast(id: Option<JsonId>) -> Result<i64, ApiError> {
     id.map(|i| i.0).ok_or_else(|| ApiError::BadRequest("broadcastId: is required".into()))
 }
 
 async fn read(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<UserParam>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
+    let user = caller.user(body.user_id.as_deref().or(q.user_id.as_deref()))?;
     let id = required_broadcast(body.broadcast_id)?;
     let read_at = app.store.mark_read(user.as_str(), id, Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "broadcastId": id, "userId": user, "readAt": read_at })))
@@ -103,20 +102,22 @@ async fn read(
 
 async fn read_all(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<UserParam>,
     MaybeJson(body): MaybeJson<UserParam>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
+    let user = caller.user(body.user_id.as_deref().or(q.user_id.as_deref()))?;
     let read = app.store.mark_all_read(user.as_str(), Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "read": read })))
 }
 
 async fn ack_visibility(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<UserParam>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = body_user(body.user_id.as_deref(), q.user_id.as_deref())?;
+    let user = caller.user(body.user_id.as_deref().or(q.user_id.as_deref()))?;
     let id = required_broadcast(body.broadcast_id)?;
     app.store.ack_visibility(user.as_str(), id, Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "broadcastId": id, "userId": user, "acknowledged": true })))

@@ -150,6 +150,9 @@ pub async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut Config)) -> TestApp {
         demo: true,
         shutdown_grace: Duration::from_secs(2),
         delivery_flush_interval: Duration::from_millis(20),
+        // Tests publish and connect in bursts; the limit tests set their own.
+        broadcasts_per_admin_per_minute: 1_000_000,
+        connects_per_ip_per_minute: 1_000_000,
         ..Config::default()
     };
     tune(&mut config);

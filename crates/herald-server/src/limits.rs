@@ -1,0 +1,188 @@
+//! Abuse limits: fixed-window rate limiters keyed by client IP or admin, and the client IP itself
+//! (`X-Forwarded-For` is believed only from configured trusted proxies).
+
+use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// An IP network (`10.0.0.0/8`, `::1`, `192.168.1.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr =
+            addr.trim().parse().map_err(|_| format!("'{text}' is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{text}' has a bad prefix"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let (bytes, bits) = ((prefix / 8) as usize, prefix % 8);
+    if a[..bytes] != b[..bytes] {
+        return false;
+    }
+    bits == 0 || (a[bytes] ^ b[bytes]) >> (8 - bits) == 0
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the nearest
+/// untrusted address in `X-Forwarded-For` (read right to left).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    let hops = forwarded.iter().flat_map(|v| v.split(',')).filter_map(|h| h.trim().parse::<IpAddr>().ok());
+    let hops: Vec<IpAddr> = hops.collect();
+    hops.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer)
+}
+
+/// The limits one node enforces, built from the configuration.
+#[derive(Debug)]
+pub struct Limits {
+    pub connects: RateLimiter,
+    pub broadcasts: RateLimiter,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Limits {
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            connects: RateLimiter::new(config.connects_per_ip_per_minute, config.rate_limit_window),
+            broadcasts: RateLimiter::new(config.broadcasts_per_admin_per_minute, config.rate_limit_window),
+            // Checked by Config::check.
+            trusted_proxies: config.trusted_proxies.iter().filter_map(|p| IpNet::parse(p).ok()).collect(),
+        }
+    }
+
+    /// The calling client's IP, when the connection's peer is known.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        peer.map(|p| client_ip(p, headers, &self.trusted_proxies))
+    }
+}
+
+/// `Err(429)` with the limiter's retry time.
+pub fn limited(result: Result<(), u64>, what: &str) -> Result<(), crate::error::ApiError> {
+    result.map_err(|retry_after_secs| crate::error::ApiError::TooManyRequests {
+        message: format!("too many {what}; retry in {retry_after_secs} s"),
+        retry_after_secs,
+    })
+}
+
+/// Keys tracked at most; past it, unknown keys are refused until windows expire, so a flood of
+/// distinct keys cannot grow memory without bound.
+const MAX_KEYS: usize = 100_000;
+
+/// At most `limit` hits per key in each fixed window.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    // std Mutex: held for a map lookup only, never across an await.
+    hits: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self { limit, window, hits: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts a hit for `key`; `Err(seconds)` says when to retry once over the limit.
+    pub fn hit(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
+        if hits.len() >= MAX_KEYS && !hits.contains_key(key) {
+            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if hits.len() >= MAX_KEYS {
+                return Err(self.window.as_secs().max(1));
+            }
+        }
+        let entry = hits.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            let left = self.window.saturating_sub(now.duration_since(entry.0));
+            return Err(left.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_match_their_addresses() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(IpNet::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("127.0.0.1").unwrap().contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(IpNet::parse("10.0.0.0/33").is_err());
+        assert!(IpNet::parse("proxy.local").is_err());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.5".parse().unwrap());
+        let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(client_ip(proxy, &headers, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_ip(stranger, &headers, &trusted),
+            stranger,
+            "spoofed header from an untrusted peer"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_holds_within_a_window_and_resets_after_it() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        assert!(limiter.hit("a").is_ok() && limiter.hit("a").is_ok());
+        assert_eq!(limiter.hit("a"), Err(60));
+        assert!(limiter.hit("b").is_ok(), "keys are independent");
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(limiter.hit("a"), Err(15));
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert!(limiter.hit("a").is_ok());
+    }
+}
