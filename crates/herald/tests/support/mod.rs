@@ -14,6 +14,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub logs: mpsc::Receiver<String>,
+    /// The log lines up to and including the ready line.
+    pub startup: Vec<String>,
 }
 
 /// Starts `herald serve` on a free port over database `url` (with `extra` flags) and waits for its
@@ -21,7 +23,8 @@ pub struct Server {
 #[allow(clippy::zombie_processes)] // `Server`'s Drop kills and reaps the child.
 pub fn serve(url: &str, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["serve", "--demo", "--log-format", "json"])
+        .args(if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
         .args(["--database-url", url])
         .args(extra)
         .env_remove("HERALD_CONFIG")
@@ -37,12 +40,16 @@ pub fn serve(url: &str, extra: &[&str]) -> Server {
         }
     });
     let deadline = Instant::now() + WAIT;
+    let mut startup = Vec::new();
     loop {
         let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("ready line");
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-        if v["fields"]["message"] == "herald is ready" {
-            let addr = v["fields"]["addr"].as_str().expect("addr").to_owned();
-            return Server { child, base: format!("http://{addr}"), logs: rx };
+        let ready = serde_json::from_str::<Value>(&line)
+            .ok()
+            .filter(|v| v["fields"]["message"] == "herald is ready")
+            .and_then(|v| v["fields"]["addr"].as_str().map(str::to_owned));
+        startup.push(line);
+        if let Some(addr) = ready {
+            return Server { child, base: format!("http://{addr}"), logs: rx, startup };
         }
     }
 }
