@@ -28,6 +28,76 @@ enum Command {
     Config,
     /// Mint a development token (HS256) with the configured `jwt_secret`.
     Token(TokenArgs),
+    /// Load generator: drive a running Herald (or another SSE server) over real HTTP and SSE.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Base URL of the server under test
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// herald, or nchan (subscribe to --sub-path, publish raw JSON to --pub-path)
+    #[arg(long, value_enum, default_value = "herald")]
+    mode: BenchMode,
+    /// Streams to open, one user each
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
+    /// Broadcasts to publish
+    #[arg(long, default_value_t = 10)]
+    broadcasts: usize,
+    /// Broadcasts per second
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Audience of each broadcast
+    #[arg(long, value_enum, default_value = "all")]
+    target: BenchTarget,
+    /// Stream connects in flight while ramping up
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Spread streams over 127.0.0.1 .. 127.0.0.N
+    #[arg(long, default_value_t = 1)]
+    source_ips: usize,
+    /// Process id of the server, to report its memory and CPU from /proc
+    #[arg(long)]
+    pid: Option<u32>,
+    /// HS256 secret of a server with auth = jwt (tokens are minted per user)
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Bytes of content per broadcast
+    #[arg(long, default_value_t = 64)]
+    content_bytes: usize,
+    /// How long to wait for deliveries and catch-up
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    wait: Duration,
+    /// Reconnect storm: drop every stream, publish this many broadcasts, reconnect all with Last-Event-ID
+    #[arg(long)]
+    storm: Option<usize>,
+    /// Prefix of the bench user ids
+    #[arg(long, default_value = "bench-")]
+    user_prefix: String,
+    /// nchan mode: subscribe path
+    #[arg(long, default_value = "/sub/bench")]
+    sub_path: String,
+    /// nchan mode: publish path
+    #[arg(long, default_value = "/pub/bench")]
+    pub_path: String,
+    /// No progress lines on stderr
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BenchMode {
+    Herald,
+    Nchan,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BenchTarget {
+    All,
+    Role,
+    Selected,
 }
 
 #[derive(Args, Debug)]
@@ -272,6 +342,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(settings) => serve(settings.resolve()?).await,
+        Command::Bench(args) => bench(args).await,
         Command::Token(args) => {
             let config = args.settings.resolve()?;
             let secret =
@@ -283,6 +354,41 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs the load generator; prints the summary, then one JSON line.
+async fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    use herald_bench::{Mode, Options, Target};
+    let opts = Options {
+        url: a.url.trim_end_matches('/').to_owned(),
+        mode: match a.mode {
+            BenchMode::Herald => Mode::Herald,
+            BenchMode::Nchan => Mode::Nchan,
+        },
+        streams: a.streams,
+        broadcasts: a.broadcasts,
+        rate: a.rate,
+        target: match a.target {
+            BenchTarget::All => Target::All,
+            BenchTarget::Role => Target::Role,
+            BenchTarget::Selected => Target::Selected,
+        },
+        concurrency: a.concurrency,
+        source_ips: a.source_ips,
+        pid: a.pid,
+        jwt_secret: a.jwt_secret,
+        content_bytes: a.content_bytes,
+        wait: a.wait,
+        storm_missed: a.storm,
+        user_prefix: a.user_prefix,
+        sub_path: a.sub_path,
+        pub_path: a.pub_path,
+        progress: !a.quiet,
+    };
+    let report = herald_bench::run(opts).await?;
+    print!("{report}");
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
