@@ -81,12 +81,21 @@ async fn activation(db: &mut PgConnection, id: i64) -> (i64, i64) {
     }
 }
 
+/// MESSAGE events logged for broadcast `id`, once the relay has logged at least one.
 async fn message_events(db: &mut PgConnection, id: i64) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE broadcast_id = $1 AND kind = 'MESSAGE'")
-        .bind(id)
-        .fetch_one(db)
-        .await
-        .unwrap()
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE broadcast_id = $1 AND kind = 'MESSAGE'")
+            .bind(id)
+            .fetch_one(&mut *db)
+            .await
+            .unwrap();
+        if n > 0 {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "broadcast {id} was activated but its MESSAGE never logged");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 async fn leader(db: &mut PgConnection) -> String {
