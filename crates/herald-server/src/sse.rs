@@ -236,6 +236,30 @@ struct SseStream {
     done: bool,
 }
 
+/// Frames already queued behind the first are written together, up to this many bytes: one
+/// chunk and one write instead of many when a stream receives bursts.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+impl SseStream {
+    fn coalesce(&mut self, first: Bytes) -> Bytes {
+        let mut batch: Option<BytesMut> = None;
+        while batch.as_ref().map_or(first.len(), BytesMut::len) < MAX_BATCH_BYTES {
+            match self.rx.try_recv() {
+                Ok(Out::Frame(next)) => {
+                    let b = batch.get_or_insert_with(|| BytesMut::from(&first[..]));
+                    b.extend_from_slice(&next);
+                }
+                Ok(Out::Close) => {
+                    self.done = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch.map_or(first, BytesMut::freeze)
+    }
+}
+
 impl Stream for SseStream {
     type Item = Result<Bytes, Infallible>;
 
@@ -255,7 +279,7 @@ impl Stream for SseStream {
             }
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Out::Frame(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(Some(Out::Frame(f))) => Poll::Ready(Some(Ok(self.coalesce(f)))),
             Poll::Ready(Some(Out::Close) | None) => {
                 self.done = true;
                 Poll::Ready(None)

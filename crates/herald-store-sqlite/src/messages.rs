@@ -172,29 +172,39 @@ pub async fn ack_visibility(pool: &SqlitePool, user: &str, id: i64, now: Timesta
     Ok(())
 }
 
-/// Rows per INSERT statement (4 parameters each, well under SQLite's variable limit).
-const MARKS_PER_STATEMENT: usize = 500;
+/// Rows per statement; each statement carries its rows as one JSON array parameter.
+const MARKS_PER_STATEMENT: usize = 5_000;
 
+/// One statement per few thousand marks: the rows travel as a single JSON array that SQLite
+/// unpacks itself (`json_each`), which is several times faster than binding four parameters a row.
 pub async fn record_deliveries(pool: &SqlitePool, marks: &[DeliveryMark]) -> StoreResult<()> {
     if marks.is_empty() {
         return Ok(());
     }
     let mut tx = crate::rows::begin(pool).await?;
     for chunk in marks.chunks(MARKS_PER_STATEMENT) {
-        let mut qb =
-            sqlx::QueryBuilder::new("INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) ");
-        qb.push_values(chunk, |mut row, m| {
-            row.push_bind(m.broadcast_id)
-                .push_bind(m.user_id.as_ref())
-                .push_bind(m.at.millis())
-                .push_bind(m.read.then_some(m.at.millis()));
-        });
-        qb.push(
-            " ON CONFLICT (broadcast_id, user_id) DO UPDATE SET \
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|m| {
+                serde_json::json!([
+                    m.broadcast_id,
+                    &*m.user_id,
+                    m.at.millis(),
+                    m.read.then_some(m.at.millis())
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1) WHERE true \
+             ON CONFLICT (broadcast_id, user_id) DO UPDATE SET \
              delivered_at = COALESCE(deliveries.delivered_at, excluded.delivered_at), \
              read_at = COALESCE(deliveries.read_at, excluded.read_at)",
-        );
-        qb.build().execute(&mut *tx).await.map_err(db_err)?;
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     }
     tx.commit().await.map_err(db_err)?;
     Ok(())

@@ -85,11 +85,12 @@ async fn activation(db: &mut PgConnection, id: i64) -> (i64, i64) {
 async fn message_events(db: &mut PgConnection, id: i64) -> i64 {
     let deadline = Instant::now() + WAIT;
     loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE broadcast_id = $1 AND kind = 'MESSAGE'")
-            .bind(id)
-            .fetch_one(&mut *db)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE broadcast_id = $1 AND kind = 'MESSAGE'")
+                .bind(id)
+                .fetch_one(&mut *db)
+                .await
+                .unwrap();
         if n > 0 {
             return n;
         }
