@@ -47,6 +47,28 @@ pub struct NewBroadcast {
     pub status: BroadcastStatus,
 }
 
+impl NewBroadcast {
+    /// The stored broadcast, once the store has assigned its id and correlation id.
+    pub fn into_broadcast(self, id: i64, correlation_id: uuid::Uuid, now: Timestamp) -> crate::Broadcast {
+        crate::Broadcast {
+            id,
+            correlation_id,
+            sender_id: self.sender_id,
+            sender_name: self.sender_name,
+            content: self.content,
+            priority: self.priority,
+            category: self.category,
+            target: self.target,
+            scheduled_at: self.scheduled_at,
+            expires_at: self.expires_at,
+            fire_and_forget: self.fire_and_forget,
+            status: self.status,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl CreateBroadcastRequest {
     /// Applies every rule of SPEC section 1 at time `now`.
     pub fn validate(self, now: Timestamp) -> Result<NewBroadcast, FieldError> {

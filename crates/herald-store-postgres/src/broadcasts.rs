@@ -32,22 +32,7 @@ pub async fn create(pool: &PgPool, new: &NewBroadcast, now: Timestamp) -> StoreR
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
-    let broadcast = Broadcast {
-        id,
-        correlation_id,
-        sender_id: new.sender_id.clone(),
-        sender_name: new.sender_name.clone(),
-        content: new.content.clone(),
-        priority: new.priority,
-        category: new.category.clone(),
-        target: new.target.clone(),
-        scheduled_at: new.scheduled_at,
-        expires_at: new.expires_at,
-        fire_and_forget: new.fire_and_forget,
-        status: new.status,
-        created_at: now,
-        updated_at: now,
-    };
+    let broadcast = new.clone().into_broadcast(id, correlation_id, now);
     if broadcast.status == BroadcastStatus::Active {
         enqueue_event(&mut tx, &EventBody::Message { broadcast: broadcast.clone() }, now).await?;
     }

@@ -4,7 +4,7 @@ use crate::rows::{db_err, enqueue_event};
 use herald_domain::{EventBody, Timestamp, User, UserId};
 use herald_store::{StoreError, StoreResult};
 use sqlx::{PgConnection, PgPool};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 pub async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<User>> {
     Ok(load(pool, &[id.to_owned()]).await?.into_iter().next())
@@ -36,34 +36,19 @@ async fn load(pool: &PgPool, ids: &[String]) -> StoreResult<Vec<User>> {
             .fetch_all(pool)
             .await
             .map_err(db_err)?;
-    let mut users: BTreeMap<String, User> = BTreeMap::new();
-    for id in found {
-        let user_id = UserId::parse("userId", &id).map_err(|e| StoreError::Backend(e.to_string()))?;
-        users.insert(id, User::bare(user_id));
-    }
     let roles: Vec<(String, String)> =
         sqlx::query_as("SELECT user_id, role FROM user_roles WHERE user_id = ANY ($1)")
             .bind(ids)
             .fetch_all(pool)
             .await
             .map_err(db_err)?;
-    for (id, role) in roles {
-        if let Some(u) = users.get_mut(&id) {
-            u.roles.insert(role);
-        }
-    }
     let products: Vec<(String, String)> =
         sqlx::query_as("SELECT user_id, product FROM user_products WHERE user_id = ANY ($1)")
             .bind(ids)
             .fetch_all(pool)
             .await
             .map_err(db_err)?;
-    for (id, product) in products {
-        if let Some(u) = users.get_mut(&id) {
-            u.products.insert(product);
-        }
-    }
-    Ok(users.into_values().collect())
+    herald_store::assemble_users(found, roles, products)
 }
 
 pub async fn insert_bare(pool: &PgPool, id: &UserId, now: Timestamp) -> StoreResult<()> {

@@ -15,6 +15,30 @@ use herald_domain::{Broadcast, Event, NewBroadcast, Timestamp, User, UserId};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Builds users from the ids found and their `(user, role)` and `(user, product)` rows, in id order.
+pub fn assemble_users(
+    found: Vec<String>,
+    roles: Vec<(String, String)>,
+    products: Vec<(String, String)>,
+) -> StoreResult<Vec<User>> {
+    let mut users = std::collections::BTreeMap::new();
+    for id in found {
+        let user_id = UserId::parse("userId", &id).map_err(|e| StoreError::Backend(e.to_string()))?;
+        users.insert(id, User::bare(user_id));
+    }
+    for (id, role) in roles {
+        if let Some(u) = users.get_mut(&id) {
+            u.roles.insert(role);
+        }
+    }
+    for (id, product) in products {
+        if let Some(u) = users.get_mut(&id) {
+            u.products.insert(product);
+        }
+    }
+    Ok(users.into_values().collect())
+}
+
 /// Turns a looked-up `(status, addressed to the user)` of broadcast `id` into the error a read or
 /// visibility ack gets: not found, not addressed to the user, or not yet active.
 pub fn check_targeted(row: Option<(String, bool)>, user: &str, id: i64) -> StoreResult<()> {
