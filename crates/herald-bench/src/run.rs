@@ -227,9 +227,9 @@ impl Bench {
             let greeting = o.mode == Mode::Herald;
             tokio::spawn(client::hold(spec, log, counters, greeting, tx, stop));
             waits.push(tokio::spawn(async move {
-                let ok = matches!(rx.await, Ok(Ok(())));
+                let outcome = rx.await.unwrap_or_else(|_| Err("stream task ended".into()));
                 drop(permit);
-                ok
+                outcome
             }));
             if o.progress && (i + 1) % 1_000 == 0 {
                 eprintln!(
@@ -240,13 +240,16 @@ impl Bench {
             }
         }
         let mut held = 0;
+        let mut failures: HashMap<String, usize> = HashMap::new();
         for w in waits {
-            if w.await.unwrap_or(false) {
-                held += 1;
+            match w.await {
+                Ok(Ok(())) => held += 1,
+                Ok(Err(reason)) => *failures.entry(reason).or_default() += 1,
+                Err(e) => *failures.entry(e.to_string()).or_default() += 1,
             }
         }
-        if o.progress {
-            eprintln!("[bench] {held} streams held, {} failed", o.streams - held);
+        if o.progress || !failures.is_empty() {
+            eprintln!("[bench] {held} streams held, {} failed {failures:?}", o.streams - held);
         }
         Streams { logs, stop, held, failed: o.streams - held }
     }

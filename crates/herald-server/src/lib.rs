@@ -22,6 +22,7 @@ mod relay;
 mod scheduler;
 mod server;
 mod sse;
+mod sse_conn;
 
 pub use app::{migrate, run, start, ReloadHandle, Running, ServerError};
 pub use auth::jwt::mint_token;

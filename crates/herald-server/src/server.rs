@@ -2,6 +2,7 @@
 //! each connection gets a kill switch: the hub can close a stuck stream's socket at once, which a
 //! response body alone cannot do when the client stopped reading.
 
+use crate::sse_conn::{self, Sniffed};
 use axum::extract::Request;
 use axum::Router;
 use hyper::body::Incoming;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// Per-connection facts handlers may need, inserted into every request's extensions.
@@ -43,6 +45,8 @@ pub async fn serve(
     before_drain: impl FnOnce(),
 ) {
     let graceful = GracefulShutdown::new();
+    // Every connection task, so shutdown can wait for streams served outside hyper too.
+    let tasks = TaskTracker::new();
     let all = CancellationToken::new();
     let mut builder = http1::Builder::new();
     builder
@@ -69,22 +73,40 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let kill = all.child_token();
         let ctl = ConnCtl { kill: kill.clone(), peer };
-        let service = router.clone().map_request(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ctl.clone());
-            req
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let (router, limits, builder, watcher) =
+            (router.clone(), limits.clone(), builder.clone(), graceful.watcher());
+        tasks.spawn(async move {
+            let work = async move {
+                match sse_conn::sniff(stream, &limits).await {
+                    Sniffed::Stream(stream, request) => {
+                        sse_conn::serve_stream(stream, request, router, ctl).await
+                    }
+                    Sniffed::Other(io) => {
+                        let service = router.map_request(move |mut req: Request<Incoming>| {
+                            req.extensions_mut().insert(ctl.clone());
+                            req
+                        });
+                        let conn =
+                            builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Sniffed::Done => {}
+                }
+            };
             tokio::select! {
-                _ = conn => {}
+                _ = work => {}
                 _ = kill.cancelled() => {}
             }
         });
     }
     drop(listener);
     before_drain();
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tasks.close();
+    let drained = async {
+        graceful.shutdown().await;
+        tasks.wait().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
     all.cancel();

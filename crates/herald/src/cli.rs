@@ -399,9 +399,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "auth = none: the userId parameter is trusted and anyone who reaches the server may act as any user"
         );
     }
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        listen(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let running = herald_server::start(config, listener).await?;
     let stop = running.stop_token();
     let reloads = tokio::spawn(reload_on_sighup(running.reload_handle()));
@@ -410,6 +409,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     reloads.abort();
     running.stopped().await;
     Ok(())
+}
+
+/// A listening socket with a deep accept backlog: thousands of clients reconnecting at once
+/// (after a deploy, say) should queue, not have their SYNs dropped and retried seconds later.
+async fn listen(address: &str) -> std::io::Result<TcpListener> {
+    const BACKLOG: u32 = 4096;
+    let addr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// SIGHUP re-reads the JWT key file (PEM or JWKS) without a restart.
