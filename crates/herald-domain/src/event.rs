@@ -42,6 +42,11 @@ impl EventBody {
         }
     }
 
+    /// The kind stored with the event in the log: its SSE name, or `USER_CHANGED`.
+    pub fn kind(&self) -> &'static str {
+        self.sse_name().unwrap_or("USER_CHANGED")
+    }
+
     /// The broadcast the event is about, if any.
     pub fn broadcast_id(&self) -> Option<i64> {
         match self {

@@ -14,7 +14,6 @@ use herald_domain::{demo_users, Timestamp};
 use herald_store::{Store, StoreError};
 use herald_store_postgres::{PgStore, PoolSettings};
 use herald_store_sqlite::SqliteStore;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -207,22 +206,6 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     } else {
         Ok(Arc::new(SqliteStore::open(url).await?))
     }
-}
-
-/// Serves until `shutdown` completes, then shuts down gracefully.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    let running = start(config, listener).await?;
-    let token = running.stop_token();
-    tokio::spawn(async move {
-        shutdown.await;
-        token.cancel();
-    });
-    running.stopped().await;
-    Ok(())
 }
 
 fn hub_config(config: &Config) -> HubConfig {

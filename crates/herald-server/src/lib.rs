@@ -3,7 +3,7 @@
 //! [`herald_bus::EventBus`].
 //!
 //! [`start`] builds everything on a listener the caller bound (tests bind port 0) and returns a
-//! [`Running`] handle; [`run`] serves until a shutdown future completes.
+//! [`Running`] handle that stops it gracefully.
 
 mod app;
 mod auth;
@@ -24,6 +24,6 @@ mod server;
 mod sse;
 mod sse_conn;
 
-pub use app::{migrate, run, start, ReloadHandle, Running, ServerError};
+pub use app::{migrate, start, ReloadHandle, Running, ServerError};
 pub use auth::jwt::mint_token;
 pub use config::Config;

@@ -25,8 +25,6 @@ pub struct ConnCtl {
     pub peer: SocketAddr,
 }
 
-/// Serves until `stop` is cancelled; then stops accepting, calls `before_drain` (which ends the
-/// streams), waits up to `grace` for connections to finish and closes the rest.
 /// Limits on what a connection may send before the router sees a request.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
@@ -36,6 +34,8 @@ pub struct ConnLimits {
     pub max_headers: usize,
 }
 
+/// Serves until `stop` is cancelled; then stops accepting, calls `before_drain` (which ends the
+/// streams), waits up to `grace` for connections to finish and closes the rest.
 pub async fn serve(
     listener: TcpListener,
     router: Router,

@@ -91,7 +91,7 @@ pub async fn relay_batch(pool: &PgPool, limit: u32) -> StoreResult<Vec<Event>> {
         seq += 1;
         let body = parse_body(payload)?;
         seqs.push(seq);
-        kinds.push(body.sse_name().unwrap_or("USER_CHANGED"));
+        kinds.push(body.kind());
         bids.push(body.broadcast_id());
         payloads.push(payload.as_str());
         times.push(*created_at);

@@ -69,10 +69,6 @@ fn parse_body(payload: &str) -> StoreResult<EventBody> {
     serde_json::from_str(payload).map_err(|e| StoreError::Backend(format!("stored event is not valid: {e}")))
 }
 
-fn kind_of(body: &EventBody) -> &'static str {
-    body.sse_name().unwrap_or("USER_CHANGED")
-}
-
 pub async fn relay_batch(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<Event>> {
     let mut tx = crate::rows::begin(pool).await?;
     let rows: Vec<(i64, String, i64)> =
@@ -96,7 +92,7 @@ pub async fn relay_batch(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<Event
             "INSERT INTO events (seq, kind, broadcast_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .bind(seq)
-        .bind(kind_of(&body))
+        .bind(body.kind())
         .bind(body.broadcast_id())
         .bind(payload)
         .bind(created_at)
