@@ -3,7 +3,6 @@
 
 use crate::metrics::Metrics;
 use herald_store::{DeliveryMark, Store};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,19 +114,21 @@ impl Recorder {
     }
 }
 
-/// One mark per (broadcast, user): the earliest time, read if any mark says read.
-fn dedupe(marks: Vec<DeliveryMark>) -> Vec<DeliveryMark> {
-    let mut by_key: HashMap<(i64, Arc<str>), DeliveryMark> = HashMap::with_capacity(marks.len());
+/// One mark per (broadcast, user), sorted by (broadcast, user): the earliest time, read if any
+/// mark says read. Sorted marks are appends to the stores' primary keys.
+fn dedupe(mut marks: Vec<DeliveryMark>) -> Vec<DeliveryMark> {
+    marks
+        .sort_unstable_by(|a, b| (a.broadcast_id, &a.user_id, a.at).cmp(&(b.broadcast_id, &b.user_id, b.at)));
+    let mut out: Vec<DeliveryMark> = Vec::with_capacity(marks.len());
     for m in marks {
-        by_key
-            .entry((m.broadcast_id, m.user_id.clone()))
-            .and_modify(|e| {
-                e.at = e.at.min(m.at);
-                e.read |= m.read;
-            })
-            .or_insert(m);
+        match out.last_mut() {
+            Some(last) if last.broadcast_id == m.broadcast_id && last.user_id == m.user_id => {
+                last.read |= m.read
+            }
+            _ => out.push(m),
+        }
     }
-    by_key.into_values().collect()
+    out
 }
 
 #[cfg(test)]
@@ -141,8 +142,12 @@ mod tests {
 
     #[test]
     fn dedupe_keeps_the_first_delivery_per_user_and_broadcast() {
-        let mut out = dedupe(vec![mark(1, "a", 20, false), mark(1, "a", 10, false), mark(2, "a", 5, true)]);
-        out.sort_by_key(|m| m.broadcast_id);
-        assert_eq!(out, vec![mark(1, "a", 10, false), mark(2, "a", 5, true)]);
+        let out = dedupe(vec![
+            mark(2, "a", 5, true),
+            mark(1, "b", 7, false),
+            mark(1, "a", 20, true),
+            mark(1, "a", 10, false),
+        ]);
+        assert_eq!(out, vec![mark(1, "a", 10, true), mark(1, "b", 7, false), mark(2, "a", 5, true)]);
     }
 }

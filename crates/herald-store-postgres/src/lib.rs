@@ -51,13 +51,17 @@ pub struct PgStore {
 }
 
 fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!("../migrations/0001_initial.sql")),
-        false,
-    )];
+    let migration = |version, name, sql| {
+        Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+    };
+    let migrations = vec![
+        migration(1, "initial", include_str!("../migrations/0001_initial.sql")),
+        migration(
+            2,
+            "deliveries by broadcast only",
+            include_str!("../migrations/0002_deliveries_by_broadcast_only.sql"),
+        ),
+    ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 

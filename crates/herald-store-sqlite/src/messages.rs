@@ -2,7 +2,7 @@
 
 use crate::rows::{broadcast_from_row, db_err, enqueue_event, targets_user, ts, BROADCAST_COLUMNS};
 use herald_domain::{EventBody, Timestamp};
-use herald_store::{check_targeted, DeliveryMark, InboxItem, StoreResult};
+use herald_store::{check_targeted, DeliveryMark, InboxItem, StoreError, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -175,36 +175,36 @@ pub async fn ack_visibility(pool: &SqlitePool, user: &str, id: i64, now: Timesta
 /// Rows per statement; each statement carries its rows as one JSON array parameter.
 const MARKS_PER_STATEMENT: usize = 5_000;
 
-/// One statement per few thousand marks: the rows travel as a single JSON array that SQLite
-/// unpacks itself (`json_each`), which is several times faster than binding four parameters a row.
+/// One statement per broadcast and few thousand marks: the (user, time) pairs travel as a single
+/// JSON array that SQLite unpacks itself (`json_each`), several times faster than binding
+/// parameters per row. Marks sorted by (broadcast, user), as the recorder sends them, become
+/// appends to the primary key's B-tree. A row that exists already has its delivery time (every
+/// writer sets it), so only fire-and-forget marks need to update one (`read_at`).
 pub async fn record_deliveries(pool: &SqlitePool, marks: &[DeliveryMark]) -> StoreResult<()> {
     if marks.is_empty() {
         return Ok(());
     }
     let mut tx = crate::rows::begin(pool).await?;
-    for chunk in marks.chunks(MARKS_PER_STATEMENT) {
-        let rows: Vec<serde_json::Value> = chunk
+    let mut rest = marks;
+    while let Some(first) = rest.first() {
+        let same = rest
             .iter()
-            .map(|m| {
-                serde_json::json!([
-                    m.broadcast_id,
-                    &*m.user_id,
-                    m.at.millis(),
-                    m.read.then_some(m.at.millis())
-                ])
-            })
-            .collect();
-        sqlx::query(
+            .take(MARKS_PER_STATEMENT)
+            .take_while(|m| m.broadcast_id == first.broadcast_id && m.read == first.read)
+            .count();
+        let (group, tail) = rest.split_at(same);
+        rest = tail;
+        let pairs: Vec<(&str, i64)> = group.iter().map(|m| (&*m.user_id, m.at.millis())).collect();
+        let pairs = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let sql = if first.read {
             "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1) WHERE true \
-             ON CONFLICT (broadcast_id, user_id) DO UPDATE SET \
-             delivered_at = COALESCE(deliveries.delivered_at, excluded.delivered_at), \
-             read_at = COALESCE(deliveries.read_at, excluded.read_at)",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+             SELECT ?1, value ->> 0, value ->> 1, value ->> 1 FROM json_each(?2) WHERE true \
+             ON CONFLICT (broadcast_id, user_id) DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)"
+        } else {
+            "INSERT INTO deliveries (broadcast_id, user_id, delivered_at) \
+             SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING"
+        };
+        sqlx::query(sql).bind(first.broadcast_id).bind(pairs).execute(&mut *tx).await.map_err(db_err)?;
     }
     tx.commit().await.map_err(db_err)?;
     Ok(())

@@ -139,7 +139,8 @@ pub trait Store: Send + Sync + 'static {
     /// Sets `renderedAt` the first time.
     async fn ack_visibility(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<()>;
     /// Upserts delivery marks in one batch; existing times are kept (first delivery wins). The
-    /// marks must be unique per (broadcast, user).
+    /// marks must be unique per (broadcast, user); sorted by (broadcast, user), as the recorder
+    /// sends them, they are cheapest to write.
     async fn record_deliveries(&self, marks: &[DeliveryMark]) -> StoreResult<()>;
 
     // --- scheduler ---
