@@ -65,6 +65,8 @@ pub struct Report {
     pub delivered_pairs: u64,
     pub missing_pairs: u64,
     pub duplicates: u64,
+    /// Create request sent → its response received, per broadcast, in ms.
+    pub create_ms: Percentiles,
     /// Create request sent → event received, per (stream, broadcast) pair, in ms.
     pub latency_ms: Percentiles,
     /// Create request sent → the last stream received it, per broadcast, in ms.
@@ -96,6 +98,7 @@ impl fmt::Display for Report {
             "deliveries           {} of {} pairs, {} missing, {} duplicates",
             self.delivered_pairs, self.expected_pairs, self.missing_pairs, self.duplicates
         )?;
+        writeln!(f, "create answered      {}", p(&self.create_ms))?;
         writeln!(f, "latency              {}", p(&self.latency_ms))?;
         writeln!(f, "last stream          {}", p(&self.last_receipt_ms))?;
         if let Some(ms) = self.records_committed_ms {

@@ -93,6 +93,14 @@ struct Bench {
     counters: Arc<Counters>,
 }
 
+/// One broadcast the bench created: its id, when the create request started, and how long the
+/// server took to answer it.
+struct Sent {
+    id: i64,
+    started: Instant,
+    answered_ms: f64,
+}
+
 struct Streams {
     logs: Vec<Arc<StreamLog>>,
     stop: CancellationToken,
@@ -262,8 +270,8 @@ impl Bench {
         }
     }
 
-    /// Publishes `count` broadcasts at `rate` per second; returns (id, create request start).
-    async fn publish_all(&self, count: usize, rate: f64) -> Vec<(i64, Instant)> {
+    /// Publishes `count` broadcasts at `rate` per second.
+    async fn publish_all(&self, count: usize, rate: f64) -> Vec<Sent> {
         let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -275,6 +283,7 @@ impl Bench {
             tasks.push(tokio::spawn(async move {
                 let started = Instant::now();
                 let response = req.send().await.ok()?;
+                let answered_ms = started.elapsed().as_secs_f64() * 1000.0;
                 if !response.status().is_success() {
                     eprintln!("[bench] publish failed: {}", response.status());
                     return None;
@@ -283,7 +292,7 @@ impl Bench {
                     Some(id) => id,
                     None => response.json::<Value>().await.ok()?["id"].as_i64()?,
                 };
-                Some((id, started))
+                Some(Sent { id, started, answered_ms })
             }));
             if self.opts.progress && (k + 1) % 100 == 0 {
                 eprintln!(
@@ -295,8 +304,8 @@ impl Bench {
         }
         let mut sent = Vec::with_capacity(count);
         for t in tasks {
-            if let Ok(Some(pair)) = t.await {
-                sent.push(pair);
+            if let Ok(Some(one)) = t.await {
+                sent.push(one);
             }
         }
         sent
@@ -351,11 +360,12 @@ impl Bench {
     }
 
     /// Polls the stats of the last broadcast until its records show every recipient delivered.
-    async fn records_committed(&self, sent: &[(i64, Instant)], audience: usize) -> Option<f64> {
+    async fn records_committed(&self, sent: &[Sent], audience: usize) -> Option<f64> {
         if self.opts.mode != Mode::Herald {
             return None;
         }
-        let (last_id, last_start) = sent.iter().max_by_key(|(_, t)| *t).copied()?;
+        let last = sent.iter().max_by_key(|s| s.started)?;
+        let (last_id, last_start) = (last.id, last.started);
         let admin = self.token("bench-admin", &["ADMIN"]);
         let deadline = Instant::now() + self.opts.wait;
         while Instant::now() < deadline {
@@ -373,14 +383,8 @@ impl Bench {
         None
     }
 
-    fn score(
-        &self,
-        report: &mut Report,
-        logs: &[Arc<StreamLog>],
-        sent: &[(i64, Instant)],
-        audience: &[usize],
-    ) {
-        let started: HashMap<i64, Instant> = sent.iter().copied().collect();
+    fn score(&self, report: &mut Report, logs: &[Arc<StreamLog>], sent: &[Sent], audience: &[usize]) {
+        let started: HashMap<i64, Instant> = sent.iter().map(|s| (s.id, s.started)).collect();
         let meant: HashSet<usize> = audience.iter().copied().collect();
         let mut latencies = Vec::new();
         let mut last: HashMap<i64, Instant> = HashMap::new();
@@ -404,6 +408,7 @@ impl Bench {
         report.expected_pairs = audience.len() as u64 * sent.len() as u64;
         report.missing_pairs = report.expected_pairs.saturating_sub(report.delivered_pairs);
         report.latency_ms = Percentiles::of(latencies);
+        report.create_ms = Percentiles::of(sent.iter().map(|s| s.answered_ms).collect());
         report.last_receipt_ms = Percentiles::of(
             last.iter().map(|(bid, at)| at.duration_since(started[bid]).as_secs_f64() * 1000.0).collect(),
         );
@@ -429,7 +434,7 @@ impl Bench {
             .wait_for(|| self.counters.received.load(Ordering::Relaxed) >= want, self.opts.wait, "catch-up")
             .await;
         let seconds = started.elapsed().as_secs_f64();
-        let ids: HashSet<i64> = sent.iter().map(|(id, _)| *id).collect();
+        let ids: HashSet<i64> = sent.iter().map(|s| s.id).collect();
         let caught_up = again
             .logs
             .iter()

@@ -8,6 +8,7 @@ use crate::leader::{while_leader, Leadership};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
+use crate::streams::StreamRuntime;
 use crate::{feed, housekeeping, http, relay, scheduler, server};
 use herald_bus::{EventBus, MemoryBus};
 use herald_domain::{demo_users, Timestamp};
@@ -168,6 +169,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     }));
     let router = http::router(state.clone());
     let reload_state = state.clone();
+    let streams = Arc::new(StreamRuntime::start()?);
     let stop = CancellationToken::new();
     tracing::info!(%addr, node = %state.node_id, "herald is ready");
     let done = tokio::spawn({
@@ -177,7 +179,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
                 let streams = hub.shutdown(shutdown_frame());
                 tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
             };
-            server::serve(listener, router, conn_limits, stop, grace, announce).await;
+            server::serve(listener, router, conn_limits, stop, grace, streams.clone(), announce).await;
+            drop(streams);
             tasks_stop.cancel();
             while tasks.join_next().await.is_some() {}
             recorder_stop.cancel();

@@ -23,6 +23,7 @@ mod scheduler;
 mod server;
 mod sse;
 mod sse_conn;
+mod streams;
 
 pub use app::{migrate, start, ReloadHandle, Running, ServerError};
 pub use auth::jwt::mint_token;

@@ -3,6 +3,7 @@
 //! response body alone cannot do when the client stopped reading.
 
 use crate::sse_conn::{self, Sniffed};
+use crate::streams::StreamRuntime;
 use axum::extract::Request;
 use axum::Router;
 use hyper::body::Incoming;
@@ -11,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +44,7 @@ pub async fn serve(
     limits: ConnLimits,
     stop: CancellationToken,
     grace: Duration,
+    streams: Arc<StreamRuntime>,
     before_drain: impl FnOnce(),
 ) {
     let graceful = GracefulShutdown::new();
@@ -73,13 +76,13 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let kill = all.child_token();
         let ctl = ConnCtl { kill: kill.clone(), peer };
-        let (router, limits, builder, watcher) =
-            (router.clone(), limits.clone(), builder.clone(), graceful.watcher());
+        let (router, limits, builder, watcher, streams) =
+            (router.clone(), limits.clone(), builder.clone(), graceful.watcher(), streams.clone());
         tasks.spawn(async move {
             let work = async move {
                 match sse_conn::sniff(stream, &limits).await {
                     Sniffed::Stream(stream, request) => {
-                        sse_conn::serve_stream(stream, request, router, ctl).await
+                        sse_conn::serve_stream(stream, request, router, ctl, &streams).await
                     }
                     Sniffed::Other(io) => {
                         let service = router.map_request(move |mut req: Request<Incoming>| {

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 use crate::server::{ConnCtl, ConnLimits};
+use crate::streams::StreamRuntime;
 
 const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
 
@@ -91,10 +92,12 @@ pub async fn serve_stream(
     mut request: Box<http::Request<Body>>,
     router: Router,
     ctl: ConnCtl,
+    streams: &StreamRuntime,
 ) {
+    let kill = ctl.kill.clone();
     request.extensions_mut().insert(ctl);
     let Ok(response) = router.oneshot(*request).await;
-    let (parts, mut body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let mut head =
         format!("HTTP/1.1 {} {}\r\n", parts.status.as_u16(), parts.status.canonical_reason().unwrap_or(""));
     let streaming = parts.headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream");
@@ -117,6 +120,22 @@ pub async fn serve_stream(
         return;
     }
     head.push_str("connection: close\r\n\r\n");
+    // From here on the stream only writes: do it on the stream runtime (see `streams`).
+    let Ok(socket) = stream.into_std() else { return };
+    let pump = async move {
+        let Ok(stream) = TcpStream::from_std(socket) else { return };
+        tokio::select! {
+            _ = pump(stream, head, body) => {}
+            _ = kill.cancelled() => {}
+        }
+    };
+    if let Some(task) = streams.spawn(pump) {
+        let _ = task.await;
+    }
+}
+
+/// Writes the response head, then every frame of `body` until it ends or the client goes away.
+async fn pump(mut stream: TcpStream, head: String, mut body: Body) {
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
