@@ -76,13 +76,19 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let kill = all.child_token();
         let ctl = ConnCtl { kill: kill.clone(), peer };
-        let (router, limits, builder, watcher, streams) =
-            (router.clone(), limits.clone(), builder.clone(), graceful.watcher(), streams.clone());
+        let (router, limits, builder, watcher, streams, tracker) = (
+            router.clone(),
+            limits.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            streams.clone(),
+            tasks.clone(),
+        );
         tasks.spawn(async move {
             let work = async move {
                 match sse_conn::sniff(stream, &limits).await {
                     Sniffed::Stream(stream, request) => {
-                        sse_conn::serve_stream(stream, request, router, ctl, &streams).await
+                        sse_conn::serve_stream(stream, request, router, ctl, &streams, &tracker).await
                     }
                     Sniffed::Other(io) => {
                         let service = router.map_request(move |mut req: Request<Incoming>| {

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::server::{ConnCtl, ConnLimits};
@@ -93,6 +94,7 @@ pub async fn serve_stream(
     router: Router,
     ctl: ConnCtl,
     streams: &StreamRuntime,
+    tasks: &TaskTracker,
 ) {
     let kill = ctl.kill.clone();
     request.extensions_mut().insert(ctl);
@@ -120,7 +122,8 @@ pub async fn serve_stream(
         return;
     }
     head.push_str("connection: close\r\n\r\n");
-    // From here on the stream only writes: do it on the stream runtime (see `streams`).
+    // From here on the stream only writes: do it on the stream runtime (see `streams`), in a task
+    // of its own so that nothing of this one stays allocated; the tracker still waits for it.
     let Ok(socket) = stream.into_std() else { return };
     let pump = async move {
         let Ok(stream) = TcpStream::from_std(socket) else { return };
@@ -129,9 +132,7 @@ pub async fn serve_stream(
             _ = kill.cancelled() => {}
         }
     };
-    if let Some(task) = streams.spawn(pump) {
-        let _ = task.await;
-    }
+    streams.spawn(tasks.track_future(pump));
 }
 
 /// Writes the response head, then every frame of `body` until it ends or the client goes away.

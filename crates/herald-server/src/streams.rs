@@ -10,7 +10,6 @@
 use std::future::Future;
 use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
 use tokio::runtime::{Builder, Runtime};
-use tokio::task::JoinHandle;
 
 /// On Linux, a cross-platform priority of 24 (of 0–99) is nice 10.
 const STREAM_PRIORITY: u8 = 24;
@@ -29,12 +28,13 @@ impl StreamRuntime {
         Ok(Self { runtime: Some(runtime) })
     }
 
-    pub fn spawn<F>(&self, task: F) -> Option<JoinHandle<F::Output>>
+    pub fn spawn<F>(&self, task: F)
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
-        self.runtime.as_ref().map(|r| r.spawn(task))
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(task);
+        }
     }
 }
 
