@@ -5,6 +5,7 @@
 //! committed data through WAL snapshots.
 
 mod broadcasts;
+mod joiner;
 mod lease;
 mod log;
 mod messages;
@@ -29,6 +30,7 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     signals: Signals,
+    new_users: joiner::UserJoiner,
 }
 
 fn migrator() -> Migrator {
@@ -76,7 +78,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(rows::db_err)?;
-        Ok(Self { write, read, signals: Signals::default() })
+        Ok(Self { write, read, signals: Signals::default(), new_users: Default::default() })
     }
 }
 
@@ -106,8 +108,8 @@ impl Store for SqliteStore {
         if let Some(user) = users::get(&self.read, id.as_str()).await? {
             return Ok(user);
         }
-        users::insert_bare(&self.write, id, now).await?;
-        users::get(&self.write, id.as_str()).await?.ok_or_else(|| StoreError::Backend("user vanished".into()))
+        self.new_users.insert_bare(&self.write, id.as_str(), now).await?;
+        users::get(&self.read, id.as_str()).await?.ok_or_else(|| StoreError::Backend("user vanished".into()))
     }
 
     async fn seed_users(&self, list: &[User], now: Timestamp) -> StoreResult<usize> {

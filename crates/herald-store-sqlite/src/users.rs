@@ -55,18 +55,6 @@ async fn load(pool: &SqlitePool, ids: &[String]) -> StoreResult<Vec<User>> {
     herald_store::assemble_users(found, roles, products)
 }
 
-pub async fn insert_bare(pool: &SqlitePool, id: &UserId, now: Timestamp) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO users (user_id, created_at, updated_at) VALUES (?1, ?2, ?2) ON CONFLICT DO NOTHING",
-    )
-    .bind(id.as_str())
-    .bind(now.millis())
-    .execute(pool)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
 async fn write_sets(conn: &mut SqliteConnection, user: &User) -> StoreResult<()> {
     let id = user.user_id.as_str();
     for (table, column, names) in
