@@ -186,6 +186,62 @@ async fn seeding_is_idempotent_and_keeps_edits(backend: Backend) {
     db.drop_database().await;
 }
 
+async fn a_burst_of_first_connects_gets_every_user_once(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    store.put_user(&user("known", &["AUDITOR"]), now).await.unwrap();
+    // 300 connects at once: 200 new users, 50 of them twice, and one user the directory knows.
+    let mut ids: Vec<String> = (0..200).map(|i| format!("new-{i:03}")).collect();
+    ids.extend((0..50).map(|i| format!("new-{i:03}")));
+    ids.extend(std::iter::repeat_n("known".to_owned(), 50));
+    let calls = ids.iter().map(|id| {
+        let store = store.clone();
+        let id = UserId::parse("userId", id).unwrap();
+        async move { store.ensure_user(&id, now).await }
+    });
+    let users = futures::future::join_all(calls).await;
+    for (id, got) in ids.iter().zip(users) {
+        let got = got.expect("ensure_user");
+        assert_eq!(got.user_id.as_str(), id, "each caller gets its own user");
+        let roles: Vec<_> = got.roles.into_iter().collect();
+        assert_eq!(roles, if id == "known" { vec!["AUDITOR".to_owned()] } else { vec![] });
+    }
+    assert_eq!(store.user_ids().await.unwrap().len(), 201);
+    store.close().await;
+    db.drop_database().await;
+}
+
+async fn one_batch_of_marks_over_several_broadcasts_counts_each(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    let users: Vec<User> = (0..30).map(|i| user(&format!("u{i:02}"), &[])).collect();
+    store.seed_users(&users, now).await.unwrap();
+    let plain = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    let fire = store.create_broadcast(&draft(now, |r| r.fire_and_forget = Some(true)), now).await.unwrap();
+    // u00 already has the fire-and-forget message delivered (not read) from an earlier batch.
+    let early = DeliveryMark { broadcast_id: fire.id, user_id: "u00".into(), at: now, read: false };
+    store.record_deliveries(&[early]).await.unwrap();
+    // Interleaved, unsorted: every user gets both; the fire-and-forget one counts as read.
+    let mut marks = Vec::new();
+    for u in users.iter().rev() {
+        for (b, read) in [(&fire, true), (&plain, false)] {
+            let user_id = u.user_id.as_str().into();
+            marks.push(DeliveryMark { broadcast_id: b.id, user_id, at: now.plus_millis(10), read });
+        }
+    }
+    store.record_deliveries(&marks).await.unwrap();
+    let counts = store.counts(&plain).await.unwrap();
+    assert_eq!((counts.targeted, counts.delivered, counts.read), (30, 30, 0));
+    let counts = store.counts(&fire).await.unwrap();
+    assert_eq!((counts.targeted, counts.delivered, counts.read), (30, 30, 30));
+    let rows = store.deliveries(&fire, None, 1).await.unwrap();
+    assert_eq!(rows[0].delivered_at, Some(now), "u00 keeps its first delivery time");
+    store.close().await;
+    db.drop_database().await;
+}
+
 on_both_backends!(
     relay_assigns_contiguous_positions_that_survive_reopening,
     a_scheduled_broadcast_activates_once_however_many_schedulers_run,
@@ -193,6 +249,8 @@ on_both_backends!(
     delivery_marks_keep_the_first_time_and_feed_the_counts,
     pending_stops_at_the_given_position_and_skips_delivered,
     seeding_is_idempotent_and_keeps_edits,
+    a_burst_of_first_connects_gets_every_user_once,
+    one_batch_of_marks_over_several_broadcasts_counts_each,
 );
 
 #[tokio::test]
