@@ -1,14 +1,12 @@
-//! One SSE stream over its own HTTP/1.1 connection (hyper), bound to a chosen local address so
-//! a run can spread over several source IPs in 127.0.0.0/8.
+//! One SSE stream over its own HTTP/1.1 connection, read off the raw socket, bound to a chosen
+//! local address so a run can spread over several source IPs in 127.0.0.0/8.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use bytes::{Bytes, BytesMut};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +36,10 @@ pub struct StreamSpec {
 
 /// Opens the stream, reports when it is established (`CONNECTED`, or the 200 for servers that
 /// send no greeting), then records messages until the stream ends or `stop` fires.
+///
+/// The stream is read straight off the socket by this one task: an HTTP client library would add
+/// a connection task and a body channel, two wake-ups per event, and the load generator shares the
+/// machine with the server it measures.
 pub async fn hold(
     spec: StreamSpec,
     log: Arc<StreamLog>,
@@ -52,39 +54,9 @@ pub async fn hold(
             let _ = tx.send(Err(e));
         }
     };
-    let socket = match if spec.local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {
-        Ok(s) => s,
-        Err(e) => return fail(&mut established, format!("socket: {e}")),
-    };
-    if let Err(e) = socket.bind(SocketAddr::new(spec.local, 0)) {
-        return fail(&mut established, format!("bind {}: {e}", spec.local));
-    }
-    let tcp = match socket.connect(spec.server).await {
-        Ok(t) => t,
-        Err(e) => return fail(&mut established, format!("connect: {e}")),
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
-        Ok(pair) => pair,
-        Err(e) => return fail(&mut established, format!("handshake: {e}")),
-    };
-    let driver = tokio::spawn(conn);
-    let mut req = Request::get(&spec.path)
-        .header("host", spec.server.to_string())
-        .header("accept", "text/event-stream");
-    if let Some(token) = &spec.bearer {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    if let Some(id) = &spec.last_event_id {
-        req = req.header("last-event-id", id);
-    }
-    let response = match req.body(Empty::<Bytes>::new()) {
-        Ok(req) => sender.send_request(req).await,
-        Err(e) => return fail(&mut established, format!("request: {e}")),
-    };
-    let mut body = match response {
-        Ok(r) if r.status() == 200 => r.into_body(),
-        Ok(r) => return fail(&mut established, format!("status {}", r.status())),
-        Err(e) => return fail(&mut established, format!("send: {e}")),
+    let (mut tcp, mut buf, chunked) = match open(&spec).await {
+        Ok(opened) => opened,
+        Err(e) => return fail(&mut established, e),
     };
     counters.open.fetch_add(1, Ordering::Relaxed);
     if !greeting {
@@ -92,33 +64,139 @@ pub async fn hold(
             let _ = tx.send(Ok(()));
         }
     }
+    let mut body = if chunked { Body::Chunked(Dechunker::default()) } else { Body::Plain };
     let mut parser = Parser::default();
     loop {
-        let frame = tokio::select! {
-            f = body.frame() => f,
-            _ = stop.cancelled() => break,
-        };
-        let Some(Ok(frame)) = frame else { break };
-        let Ok(data) = frame.into_data() else { continue };
-        let now = Instant::now();
-        for event in parser.push(&data) {
-            if event.name == "CONNECTED" {
-                if let Some(tx) = established.take() {
-                    let _ = tx.send(Ok(()));
+        if !buf.is_empty() {
+            let now = Instant::now();
+            for event in parser.push(&body.take(&mut buf)) {
+                if event.name == "CONNECTED" {
+                    if let Some(tx) = established.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                if let Some(id) = event.id {
+                    *log.last_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+                }
+                if let Some(bid) = event.broadcast_id {
+                    log.receipts.lock().unwrap_or_else(|e| e.into_inner()).push((bid, now));
+                    counters.received.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if let Some(id) = event.id {
-                *log.last_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
-            }
-            if let Some(bid) = event.broadcast_id {
-                log.receipts.lock().unwrap_or_else(|e| e.into_inner()).push((bid, now));
-                counters.received.fetch_add(1, Ordering::Relaxed);
-            }
+        }
+        let read = tokio::select! {
+            r = tcp.read_buf(&mut buf) => r,
+            _ = stop.cancelled() => break,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            break;
         }
     }
     fail(&mut established, "stream ended before it was established".into());
     counters.open.fetch_sub(1, Ordering::Relaxed);
-    driver.abort();
+}
+
+/// Connects from the chosen address, sends the request and reads the response head. Returns the
+/// socket, the body bytes already read, and whether the body is chunked.
+async fn open(spec: &StreamSpec) -> Result<(TcpStream, BytesMut, bool), String> {
+    let socket = if spec.local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+        .map_err(|e| format!("socket: {e}"))?;
+    socket.bind(SocketAddr::new(spec.local, 0)).map_err(|e| format!("bind {}: {e}", spec.local))?;
+    let mut tcp = socket.connect(spec.server).await.map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\n",
+        spec.path, spec.server
+    );
+    if let Some(token) = &spec.bearer {
+        request.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    if let Some(id) = &spec.last_event_id {
+        request.push_str(&format!("last-event-id: {id}\r\n"));
+    }
+    request.push_str("\r\n");
+    tcp.write_all(request.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if tcp.read_buf(&mut buf).await.map_err(|e| format!("read: {e}"))? == 0 {
+            return Err("connection closed before the response head".into());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = response.code.unwrap_or(0);
+                if status != 200 {
+                    return Err(format!("status {status}"));
+                }
+                let chunked = response.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("transfer-encoding")
+                        && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("chunked")
+                });
+                let _ = buf.split_to(len);
+                return Ok((tcp, buf, chunked));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
+            Ok(httparse::Status::Partial) => return Err("response head too large".into()),
+            Err(e) => return Err(format!("bad response head: {e}")),
+        }
+    }
+}
+
+/// How the response body is framed.
+enum Body {
+    /// Delimited by the end of the connection: the bytes are the stream.
+    Plain,
+    Chunked(Dechunker),
+}
+
+impl Body {
+    /// Takes what `buf` holds of the body's payload (a chunk's tail may stay in `buf`).
+    fn take(&mut self, buf: &mut BytesMut) -> Bytes {
+        match self {
+            Body::Plain => buf.split().freeze(),
+            Body::Chunked(d) => d.take(buf),
+        }
+    }
+}
+
+/// Decodes `Transfer-Encoding: chunked` incrementally.
+#[derive(Debug, Default)]
+pub struct Dechunker {
+    /// Payload bytes still due in the current chunk, then its CRLF.
+    remaining: usize,
+    in_chunk: bool,
+}
+
+impl Dechunker {
+    pub fn take(&mut self, buf: &mut BytesMut) -> Bytes {
+        let mut out = BytesMut::new();
+        loop {
+            if self.in_chunk {
+                if self.remaining > 0 {
+                    let n = self.remaining.min(buf.len());
+                    out.extend_from_slice(&buf.split_to(n));
+                    self.remaining -= n;
+                    if self.remaining > 0 {
+                        break;
+                    }
+                }
+                if buf.len() < 2 {
+                    break;
+                }
+                let _ = buf.split_to(2);
+                self.in_chunk = false;
+            }
+            let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else { break };
+            let line = buf.split_to(end + 2);
+            let size = std::str::from_utf8(&line[..end]).ok().and_then(|l| {
+                usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok()
+            });
+            self.remaining = size.unwrap_or(0);
+            self.in_chunk = true;
+        }
+        out.freeze()
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -139,39 +217,44 @@ impl Parser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-            let block: Vec<u8> = self.buf.drain(..end + 2).collect();
-            if let Some(ev) = parse_block(&String::from_utf8_lossy(&block)) {
+        let mut start = 0;
+        while let Some(end) = self.buf[start..].windows(2).position(|w| w == b"\n\n") {
+            if let Some(ev) = parse_block(&self.buf[start..start + end]) {
                 events.push(ev);
             }
+            start += end + 2;
         }
+        self.buf.drain(..start);
         events
     }
 }
 
-fn parse_block(block: &str) -> Option<Event> {
-    let (mut name, mut id, mut data) = (None, None, None);
-    for line in block.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = Some(v.trim().to_owned());
-        } else if let Some(v) = line.strip_prefix("id:") {
-            id = Some(v.trim().to_owned());
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data = Some(v.trim().to_owned());
+fn parse_block(block: &[u8]) -> Option<Event> {
+    let (mut name, mut id, mut data): (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) = (None, None, None);
+    for line in block.split(|b| *b == b'\n') {
+        if let Some(v) = line.strip_prefix(b"event:") {
+            name = Some(v.trim_ascii());
+        } else if let Some(v) = line.strip_prefix(b"id:") {
+            id = Some(v.trim_ascii());
+        } else if let Some(v) = line.strip_prefix(b"data:") {
+            data = Some(v.trim_ascii());
         }
     }
     let data = data?;
-    let name = name.unwrap_or_else(|| "message".to_owned());
-    let carries = name == "MESSAGE" || name == "message";
-    let broadcast_id = if carries { broadcast_id(&data) } else { None };
-    Some(Event { name, id, broadcast_id })
+    let name = name.unwrap_or(b"message");
+    let carries = name == b"MESSAGE" || name == b"message";
+    let broadcast_id = if carries { broadcast_id(data) } else { None };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some(Event { name: text(name), id: id.map(text), broadcast_id })
 }
 
 /// The number after `"broadcastId":` (the data is one line of JSON; no full parse needed).
-fn broadcast_id(data: &str) -> Option<i64> {
-    let at = data.find("\"broadcastId\":")? + "\"broadcastId\":".len();
-    let digits: String = data[at..].trim_start().chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+fn broadcast_id(data: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"\"broadcastId\":";
+    let at = data.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits: &[u8] = data[at..].trim_ascii_start();
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -191,5 +274,16 @@ mod tests {
         assert_eq!(other[0].broadcast_id, Some(9), "unnamed events from other servers count too");
         let removed = p.push(b"event: MESSAGE_REMOVED\ndata: {\"broadcastId\":42}\n\n");
         assert_eq!(removed[0].broadcast_id, None);
+    }
+
+    #[test]
+    fn dechunks_across_reads() {
+        let mut d = Dechunker::default();
+        let mut buf = BytesMut::from(&b"5\r\nhel"[..]);
+        assert_eq!(&d.take(&mut buf)[..], b"hel");
+        buf.extend_from_slice(b"lo\r\n6;ext=1\r\n world\r");
+        assert_eq!(&d.take(&mut buf)[..], b"lo world");
+        buf.extend_from_slice(b"\n0\r\n\r\n");
+        assert_eq!(&d.take(&mut buf)[..], b"");
     }
 }

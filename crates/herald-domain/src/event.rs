@@ -23,7 +23,7 @@ pub enum EventBody {
     UserChanged { user: User, deleted: bool },
 }
 
-/// An event with its position in the log (`seq`), assigned by the relay; strictly increasing,
+/// An event with its position in the log (`seq`), assigned by the store; strictly increasing,
 /// never reused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

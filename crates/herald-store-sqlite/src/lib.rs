@@ -2,7 +2,9 @@
 //!
 //! Writes go through a pool of exactly one connection, so transactions never contend for
 //! SQLite's single write lock (no `SQLITE_BUSY` upgrades); reads use a separate pool and see
-//! committed data through WAL snapshots.
+//! committed data through WAL snapshots. Because there is one writer, events get their log
+//! position in the transaction that writes them (commit order is position order), and the relay
+//! just reads what is new: no outbox, no relay transaction.
 
 mod broadcasts;
 mod joiner;
@@ -31,6 +33,9 @@ pub struct SqliteStore {
     read: SqlitePool,
     signals: Signals,
     new_users: joiner::UserJoiner,
+    /// The last position the relay has returned: positions are assigned as events are written,
+    /// so the relay only reads the log after it.
+    relayed: tokio::sync::Mutex<i64>,
 }
 
 fn migrator() -> Migrator {
@@ -44,6 +49,7 @@ fn migrator() -> Migrator {
             "deliveries by broadcast only",
             include_str!("../migrations/0002_deliveries_by_broadcast_only.sql"),
         ),
+        migration(3, "positions at write", include_str!("../migrations/0003_positions_at_write.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
@@ -78,7 +84,18 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(rows::db_err)?;
-        Ok(Self { write, read, signals: Signals::default(), new_users: Default::default() })
+        let moved = log::drain_outbox(&write).await?;
+        if moved > 0 {
+            tracing::info!(events = moved, "moved events left in the outbox into the log");
+        }
+        let last = log::event_range(&read).await?.last;
+        Ok(Self {
+            write,
+            read,
+            signals: Signals::default(),
+            new_users: Default::default(),
+            relayed: tokio::sync::Mutex::new(last),
+        })
     }
 }
 
@@ -227,7 +244,12 @@ impl Store for SqliteStore {
     }
 
     async fn relay_batch(&self, limit: u32) -> StoreResult<Vec<Event>> {
-        log::relay_batch(&self.write, limit).await
+        let mut relayed = self.relayed.lock().await;
+        let events = log::events_after(&self.read, *relayed, i64::MAX, limit).await?;
+        if let Some(last) = events.last() {
+            *relayed = last.seq;
+        }
+        Ok(events)
     }
 
     async fn events_after(&self, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>> {

@@ -1,4 +1,4 @@
-//! The scheduler's due work, the relay's outbox-to-log move, and replay reads of the log.
+//! The scheduler's due work and reads of the log (relay and replay).
 
 use crate::broadcasts::set_status;
 use crate::rows::{broadcast_from_row, db_err, enqueue_event, ts, BROADCAST_COLUMNS};
@@ -69,55 +69,22 @@ fn parse_body(payload: &str) -> StoreResult<EventBody> {
     serde_json::from_str(payload).map_err(|e| StoreError::Backend(format!("stored event is not valid: {e}")))
 }
 
-pub async fn relay_batch(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<Event>> {
+/// Moves events left in the outbox by a version that assigned positions in the relay into the
+/// log (a database upgraded with events not yet relayed); runs once at open.
+pub async fn drain_outbox(pool: &SqlitePool) -> StoreResult<usize> {
     let mut tx = crate::rows::begin(pool).await?;
     let rows: Vec<(i64, String, i64)> =
-        sqlx::query_as("SELECT id, payload, created_at FROM outbox ORDER BY id LIMIT ?1")
-            .bind(limit)
+        sqlx::query_as("SELECT id, payload, created_at FROM outbox ORDER BY id")
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut seq: i64 = sqlx::query_scalar("SELECT last_seq FROM relay_state WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    let mut events = Vec::with_capacity(rows.len());
     for (_, payload, created_at) in &rows {
-        seq += 1;
         let body = parse_body(payload)?;
-        sqlx::query(
-            "INSERT INTO events (seq, kind, broadcast_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(seq)
-        .bind(body.kind())
-        .bind(body.broadcast_id())
-        .bind(payload)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if let EventBody::Message { broadcast } = &body {
-            sqlx::query("UPDATE broadcasts SET message_seq = ?1 WHERE id = ?2")
-                .bind(seq)
-                .bind(broadcast.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        events.push(Event { seq, body });
+        enqueue_event(&mut tx, &body, Timestamp::from_millis(*created_at)).await?;
     }
-    let last_id = rows.last().map(|r| r.0).unwrap_or_default();
-    sqlx::query("DELETE FROM outbox WHERE id <= ?1").bind(last_id).execute(&mut *tx).await.map_err(db_err)?;
-    sqlx::query("UPDATE relay_state SET last_seq = ?1 WHERE id = 1")
-        .bind(seq)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+    sqlx::query("DELETE FROM outbox").execute(&mut *tx).await.map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
-    Ok(events)
+    Ok(rows.len())
 }
 
 pub async fn events_after(pool: &SqlitePool, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>> {

@@ -1,4 +1,4 @@
-//! Mapping between SQLite rows and domain types, and the outbox insert every write path shares.
+//! Mapping between SQLite rows and domain types, and the log append every write path shares.
 
 use herald_domain::{Broadcast, BroadcastStatus, EventBody, Priority, Target, TargetType, Timestamp};
 use herald_store::StoreError;
@@ -56,19 +56,25 @@ pub fn broadcast_from_row(row: &SqliteRow) -> Result<Broadcast, StoreError> {
     })
 }
 
-/// Puts an event in the outbox, inside the caller's transaction.
+/// Appends an event to the log at the next position, inside the caller's transaction (the
+/// `events_advance` trigger moves the last position and a message's `message_seq` along).
 pub async fn enqueue_event(
     conn: &mut SqliteConnection,
     body: &EventBody,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let payload = serde_json::to_string(body).map_err(|e| StoreError::Backend(e.to_string()))?;
-    sqlx::query("INSERT INTO outbox (payload, created_at) VALUES (?1, ?2)")
-        .bind(payload)
-        .bind(now.millis())
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO events (seq, kind, broadcast_id, payload, created_at) \
+         SELECT last_seq + 1, ?1, ?2, ?3, ?4 FROM relay_state WHERE id = 1",
+    )
+    .bind(body.kind())
+    .bind(body.broadcast_id())
+    .bind(payload)
+    .bind(now.millis())
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 

@@ -152,7 +152,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- relay and replay ---
 
-    /// Moves up to `limit` committed outbox rows into the event log, assigning positions in order.
+    /// Up to `limit` committed events not returned before, in position order. PostgreSQL moves
+    /// outbox rows into the log here, assigning positions; SQLite assigned them at write time
+    /// and only reads the log.
     async fn relay_batch(&self, limit: u32) -> StoreResult<Vec<Event>>;
     /// Logged events with `after < seq <= upto`, in order, at most `limit`.
     async fn events_after(&self, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>>;
