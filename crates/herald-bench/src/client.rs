@@ -64,12 +64,23 @@ pub async fn hold(
             let _ = tx.send(Ok(()));
         }
     }
-    let mut body = if chunked { Body::Chunked(Dechunker::default()) } else { Body::Plain };
+    let mut dechunker = chunked.then(Dechunker::default);
     let mut parser = Parser::default();
+    let mut chunk = vec![0u8; buf.len().max(16 * 1024)];
+    let mut read = buf.len();
+    chunk[..read].copy_from_slice(&buf);
+    buf.clear();
     loop {
-        if !buf.is_empty() {
+        if read > 0 {
             let now = Instant::now();
-            for event in parser.push(&body.take(&mut buf)) {
+            let events = match dechunker.as_mut() {
+                Some(d) => {
+                    buf.extend_from_slice(&chunk[..read]);
+                    parser.push(&d.take(&mut buf))
+                }
+                None => parser.push(&chunk[..read]),
+            };
+            for event in events {
                 if event.name == "CONNECTED" {
                     if let Some(tx) = established.take() {
                         let _ = tx.send(Ok(()));
@@ -84,13 +95,13 @@ pub async fn hold(
                 }
             }
         }
-        let read = tokio::select! {
-            r = tcp.read_buf(&mut buf) => r,
+        read = tokio::select! {
+            r = tcp.read(&mut chunk) => match r {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            },
             _ = stop.cancelled() => break,
         };
-        if !matches!(read, Ok(n) if n > 0) {
-            break;
-        }
     }
     fail(&mut established, "stream ended before it was established".into());
     counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -104,10 +115,8 @@ async fn open(spec: &StreamSpec) -> Result<(TcpStream, BytesMut, bool), String> 
     socket.bind(SocketAddr::new(spec.local, 0)).map_err(|e| format!("bind {}: {e}", spec.local))?;
     let mut tcp = socket.connect(spec.server).await.map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\n",
-        spec.path, spec.server
-    );
+    let mut request =
+        format!("GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\n", spec.path, spec.server);
     if let Some(token) = &spec.bearer {
         request.push_str(&format!("authorization: Bearer {token}\r\n"));
     }
@@ -143,23 +152,6 @@ async fn open(spec: &StreamSpec) -> Result<(TcpStream, BytesMut, bool), String> 
     }
 }
 
-/// How the response body is framed.
-enum Body {
-    /// Delimited by the end of the connection: the bytes are the stream.
-    Plain,
-    Chunked(Dechunker),
-}
-
-impl Body {
-    /// Takes what `buf` holds of the body's payload (a chunk's tail may stay in `buf`).
-    fn take(&mut self, buf: &mut BytesMut) -> Bytes {
-        match self {
-            Body::Plain => buf.split().freeze(),
-            Body::Chunked(d) => d.take(buf),
-        }
-    }
-}
-
 /// Decodes `Transfer-Encoding: chunked` incrementally.
 #[derive(Debug, Default)]
 pub struct Dechunker {
@@ -189,9 +181,9 @@ impl Dechunker {
             }
             let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else { break };
             let line = buf.split_to(end + 2);
-            let size = std::str::from_utf8(&line[..end]).ok().and_then(|l| {
-                usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok()
-            });
+            let size = std::str::from_utf8(&line[..end])
+                .ok()
+                .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok());
             self.remaining = size.unwrap_or(0);
             self.in_chunk = true;
         }

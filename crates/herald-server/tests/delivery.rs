@@ -31,12 +31,19 @@ async fn each_target_type_reaches_exactly_its_audience(backend: Backend) {
     for u in USERS {
         streams.push(app.online(u).await);
     }
-    let selected = id_of(
-        &app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-004", "user-008", "ghost"]})).await,
-    );
-    let role = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["MODERATOR", "ADMIN"]})).await);
-    let product = id_of(&app.publish(json!({"targetType": "PRODUCT", "targetIds": ["Analytics"]})).await);
-    let all = id_of(&app.publish(json!({"targetType": "ALL"})).await);
+    let mut created = Vec::new();
+    for (body, audience) in [
+        (json!({"targetType": "SELECTED", "targetIds": ["user-004", "user-008", "ghost"]}), 3),
+        (json!({"targetType": "ROLE", "targetIds": ["MODERATOR", "ADMIN"]}), 3),
+        (json!({"targetType": "PRODUCT", "targetIds": ["Analytics"]}), 3),
+        (json!({"targetType": "ALL"}), 10),
+    ] {
+        let b = app.publish(body).await;
+        assert_eq!(b["totalTargeted"], audience, "the create response counts the audience: {b}");
+        assert_eq!(b["totalDelivered"], 0, "nothing is delivered before the broadcast exists: {b}");
+        created.push(id_of(&b));
+    }
+    let [selected, role, product, all] = created[..] else { unreachable!() };
     let marker = id_of(&app.publish(json!({"targetType": "ALL", "content": "marker"})).await);
     for (user, stream) in USERS.iter().zip(streams.iter_mut()) {
         let mut expected = BTreeSet::from([all]);

@@ -125,6 +125,15 @@ pub async fn counts(pool: &PgPool, b: &Broadcast) -> StoreResult<Counts> {
     Ok(Counts { targeted, delivered, rendered, read })
 }
 
+pub async fn audience_size(pool: &PgPool, b: &Broadcast) -> StoreResult<i64> {
+    // The id is bound for the audiences that name it; the condition keeps it used for `ALL`.
+    let sql = format!(
+        "SELECT count(*) FROM ({}) a WHERE $1::bigint IS NOT NULL",
+        audience_sql(b.target.target_type)
+    );
+    sqlx::query_scalar(&sql).bind(b.id).fetch_one(pool).await.map_err(db_err)
+}
+
 pub async fn deliveries(
     pool: &PgPool,
     b: &Broadcast,

@@ -214,6 +214,10 @@ impl Store for PgStore {
         broadcasts::counts(&self.pool, broadcast).await
     }
 
+    async fn audience_size(&self, broadcast: &Broadcast) -> StoreResult<i64> {
+        broadcasts::audience_size(&self.pool, broadcast).await
+    }
+
     async fn deliveries(
         &self,
         broadcast: &Broadcast,

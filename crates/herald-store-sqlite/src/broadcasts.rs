@@ -128,6 +128,12 @@ pub async fn counts(pool: &SqlitePool, b: &Broadcast) -> StoreResult<Counts> {
     Ok(Counts { targeted, delivered, rendered, read })
 }
 
+pub async fn audience_size(pool: &SqlitePool, b: &Broadcast) -> StoreResult<i64> {
+    // The id is bound for the audiences that name it; the condition keeps it used for `ALL`.
+    let sql = format!("SELECT count(*) FROM ({}) a WHERE ?1 IS NOT NULL", audience_sql(b.target.target_type));
+    sqlx::query_scalar(&sql).bind(b.id).fetch_one(pool).await.map_err(db_err)
+}
+
 pub async fn deliveries(
     pool: &SqlitePool,
     b: &Broadcast,

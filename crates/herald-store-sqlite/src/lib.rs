@@ -184,6 +184,10 @@ impl Store for SqliteStore {
         broadcasts::counts(&self.read, broadcast).await
     }
 
+    async fn audience_size(&self, broadcast: &Broadcast) -> StoreResult<i64> {
+        broadcasts::audience_size(&self.read, broadcast).await
+    }
+
     async fn deliveries(
         &self,
         broadcast: &Broadcast,

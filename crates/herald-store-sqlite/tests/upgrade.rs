@@ -17,7 +17,8 @@ async fn events_left_in_the_outbox_are_logged_at_open() {
         target_type: Some("ALL".into()),
         ..Default::default()
     };
-    let first = store.create_broadcast(&req.clone().validate(now).expect("valid"), now).await.expect("create");
+    let first =
+        store.create_broadcast(&req.clone().validate(now).expect("valid"), now).await.expect("create");
     store.close().await;
 
     // What the older version left behind: an event committed to the outbox, never relayed.

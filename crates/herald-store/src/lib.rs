@@ -110,6 +110,9 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_broadcast(&self, id: i64, now: Timestamp) -> StoreResult<Broadcast>;
     /// Counts over the broadcast's current audience, from the per-user records.
     async fn counts(&self, broadcast: &Broadcast) -> StoreResult<Counts>;
+    /// How many users the broadcast's audience holds now (its `targeted` count, without reading
+    /// any delivery record: what a just-created broadcast needs).
+    async fn audience_size(&self, broadcast: &Broadcast) -> StoreResult<i64>;
     /// One row per audience member, ordered by user id, after `after`.
     async fn deliveries(
         &self,

@@ -79,7 +79,10 @@ async fn create(
     let b = app.store.create_broadcast(&new, now).await?;
     Metrics::inc(&app.metrics.broadcasts_created_total);
     tracing::info!(broadcast.id = b.id, correlation_id = %b.correlation_id, status = b.status.as_str(), "broadcast created");
-    Ok((StatusCode::CREATED, Json(with_counts(&app, b).await?)))
+    // Nothing can have been recorded for a broadcast this new: count its audience only (the
+    // records join cost a millisecond per create at 2 000 users).
+    let counts = Counts { targeted: app.store.audience_size(&b).await?, ..Counts::default() };
+    Ok((StatusCode::CREATED, Json(BroadcastOut::new(b, counts))))
 }
 
 #[derive(Deserialize)]
