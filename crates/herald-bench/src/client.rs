@@ -222,7 +222,7 @@ impl Parser {
 }
 
 fn parse_block(block: &[u8]) -> Option<Event> {
-    let (mut name, mut id, mut data): (Option<&[u8]>, Option<&[u8]>, Option<&[u8]>) = (None, None, None);
+    let (mut name, mut id, mut data) = (None::<&[u8]>, None::<&[u8]>, None::<&[u8]>);
     for line in block.split(|b| *b == b'\n') {
         if let Some(v) = line.strip_prefix(b"event:") {
             name = Some(v.trim_ascii());
