@@ -7,10 +7,12 @@ use crate::rows::db_err;
 use herald_domain::Timestamp;
 use herald_store::{StoreError, StoreResult};
 use sqlx::SqlitePool;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 
-type Waiter = oneshot::Sender<StoreResult<()>>;
+/// Told whether its id was inserted (false: the user existed already).
+type Waiter = oneshot::Sender<StoreResult<bool>>;
 
 #[derive(Default)]
 pub struct UserJoiner {
@@ -19,8 +21,9 @@ pub struct UserJoiner {
 }
 
 impl UserJoiner {
-    /// Inserts a bare user row for `id` unless one exists; returns once it is committed.
-    pub async fn insert_bare(&self, pool: &SqlitePool, id: &str, now: Timestamp) -> StoreResult<()> {
+    /// Inserts a bare user row for `id` unless one exists; returns once it is committed, with
+    /// whether this call inserted it.
+    pub async fn insert_bare(&self, pool: &SqlitePool, id: &str, now: Timestamp) -> StoreResult<bool> {
         let (tx, rx) = oneshot::channel();
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).push((id.to_owned(), tx));
         {
@@ -41,22 +44,22 @@ impl UserJoiner {
 
 async fn write(pool: SqlitePool, batch: Vec<(String, Waiter)>, now: Timestamp) {
     let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-    let result = match serde_json::to_string(&ids) {
-        Ok(ids) => sqlx::query(
+    let result: StoreResult<HashSet<String>> = match serde_json::to_string(&ids) {
+        Ok(ids) => sqlx::query_scalar(
             "INSERT INTO users (user_id, created_at, updated_at) SELECT value, ?2, ?2 FROM json_each(?1) \
-             WHERE true ON CONFLICT DO NOTHING",
+             WHERE true ON CONFLICT DO NOTHING RETURNING user_id",
         )
         .bind(ids)
         .bind(now.millis())
-        .execute(&pool)
+        .fetch_all(&pool)
         .await
-        .map(|_| ())
+        .map(|inserted: Vec<String>| inserted.into_iter().collect())
         .map_err(db_err),
         Err(e) => Err(StoreError::Backend(e.to_string())),
     };
-    for (_, waiter) in batch {
+    for (id, waiter) in batch {
         let copy = match &result {
-            Ok(()) => Ok(()),
+            Ok(inserted) => Ok(inserted.contains(&id)),
             Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(e.clone())),
             Err(e) => Err(StoreError::Backend(e.to_string())),
         };

@@ -125,7 +125,9 @@ impl Store for SqliteStore {
         if let Some(user) = users::get(&self.read, id.as_str()).await? {
             return Ok(user);
         }
-        self.new_users.insert_bare(&self.write, id.as_str(), now).await?;
+        if self.new_users.insert_bare(&self.write, id.as_str(), now).await? {
+            return Ok(User::bare(id.clone()));
+        }
         users::get(&self.read, id.as_str()).await?.ok_or_else(|| StoreError::Backend("user vanished".into()))
     }
 
