@@ -58,11 +58,7 @@ async fn write(pool: SqlitePool, batch: Vec<(String, Waiter)>, now: Timestamp) {
         Err(e) => Err(StoreError::Backend(e.to_string())),
     };
     for (id, waiter) in batch {
-        let copy = match &result {
-            Ok(inserted) => Ok(inserted.contains(&id)),
-            Err(StoreError::Unavailable(e)) => Err(StoreError::Unavailable(e.clone())),
-            Err(e) => Err(StoreError::Backend(e.to_string())),
-        };
-        let _ = waiter.send(copy);
+        let _ =
+            waiter.send(result.as_ref().map(|inserted| inserted.contains(&id)).map_err(StoreError::clone));
     }
 }

@@ -73,12 +73,15 @@ fn parse_body(payload: &str) -> StoreResult<EventBody> {
 /// log (a database upgraded with events not yet relayed); runs once at open.
 pub async fn drain_outbox(pool: &SqlitePool) -> StoreResult<usize> {
     let mut tx = crate::rows::begin(pool).await?;
-    let rows: Vec<(i64, String, i64)> =
-        sqlx::query_as("SELECT id, payload, created_at FROM outbox ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-    for (_, payload, created_at) in &rows {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT payload, created_at FROM outbox ORDER BY id")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if rows.is_empty() {
+        // The usual case: nothing to write, so no commit (and no fsync) at every start.
+        return Ok(0);
+    }
+    for (payload, created_at) in &rows {
         let body = parse_body(payload)?;
         enqueue_event(&mut tx, &body, Timestamp::from_millis(*created_at)).await?;
     }

@@ -52,7 +52,7 @@ pub fn check_targeted(row: Option<(String, bool)>, user: &str, id: i64) -> Store
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("broadcast {0} does not exist")]
     BroadcastNotFound(i64),
