@@ -74,6 +74,7 @@ pub struct Report {
     /// Last create request sent → every delivery record committed (from the stats endpoint), in ms.
     pub records_committed_ms: Option<f64>,
     pub storm: Option<Storm>,
+    pub stalled: Option<crate::stalled::Stalled>,
     pub server: Server,
 }
 
@@ -110,6 +111,21 @@ impl fmt::Display for Report {
                 f,
                 "reconnect storm      {} of {} streams reconnected, {} caught up on {} missed broadcasts: {secs}",
                 s.reconnected, s.streams, s.caught_up, s.missed_broadcasts
+            )?;
+        }
+        if let Some(s) = &self.stalled {
+            let closed = s
+                .all_closed_seconds
+                .map_or("not all closed".to_owned(), |t| format!("all closed after {t:.1} s"));
+            let per = s.peak_per_stream_kib.map_or("n/a".to_owned(), |k| format!("{k:.1} KiB"));
+            let after = s.rss_after_close_kib.map_or("n/a".to_owned(), |k| format!("{k} KiB"));
+            writeln!(
+                f,
+                "stalled readers      {} of {} opened; peak memory {} KiB over {} KiB before ({per} per stream), {after} once closed; {closed}",
+                s.opened,
+                s.streams,
+                s.rss_peak_kib.unwrap_or(0),
+                s.rss_before_kib.unwrap_or(0)
             )?;
         }
         let u = |u: &Option<Usage>| {

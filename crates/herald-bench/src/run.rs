@@ -60,6 +60,10 @@ pub struct Options {
     pub pub_path: String,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Instead of reading streams: publish, then open this many streams that never read.
+    pub stalled: Option<usize>,
+    /// The `Last-Event-ID` the stalled streams send (none: a fresh connect).
+    pub stalled_resume: Option<i64>,
 }
 
 impl Default for Options {
@@ -82,6 +86,8 @@ impl Default for Options {
             sub_path: "/sub/bench".into(),
             pub_path: "/pub/bench".into(),
             progress: true,
+            stalled: None,
+            stalled_resume: None,
         }
     }
 }
@@ -131,6 +137,26 @@ impl Bench {
             ..Report::default()
         };
         let mut server = Server { before: proc::sample(o.pid), ..Server::default() };
+        if let Some(count) = o.stalled {
+            let publish = Instant::now();
+            let sent = self.publish_all(o.broadcasts, o.rate).await;
+            report.publish_seconds = publish.elapsed().as_secs_f64();
+            report.broadcasts_sent = sent.len();
+            report.broadcasts_failed = o.broadcasts - sent.len();
+            let setup = crate::stalled::Setup {
+                url: &o.url,
+                server: self.server,
+                http: &self.http,
+                pid: o.pid,
+                source_ips: o.source_ips,
+                user_prefix: &o.user_prefix,
+                wait: o.wait,
+            };
+            report.stalled = Some(crate::stalled::run(&setup, count, o.stalled_resume).await?);
+            server.after = proc::sample(o.pid);
+            report.server = server;
+            return Ok(report);
+        }
         if o.target == Target::Role && o.mode == Mode::Herald {
             self.grant_roles().await?;
         }

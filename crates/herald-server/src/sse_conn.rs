@@ -17,8 +17,12 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::limits::ConnSlot;
 use crate::server::{ConnCtl, ConnLimits};
 use crate::streams::StreamRuntime;
+use http::StatusCode;
+use std::time::Duration;
+use tokio::net::tcp::OwnedWriteHalf;
 
 const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
 
@@ -32,7 +36,18 @@ pub enum Sniffed {
     Done,
 }
 
+/// How reading the first request head ended.
+enum Head {
+    /// The request and the length of its head (a stream request has no body).
+    Stream(Box<http::Request<Body>>, usize),
+    Other,
+    /// Refused before routing: status, message, and the request path when it could be read.
+    Refused(StatusCode, String, String),
+}
+
 /// Reads the first request head (within the header timeout and size limits) and classifies it.
+/// Heads that cannot be served get the JSON error body here, since hyper's own answers to them
+/// have none.
 pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
     let mut buf = BytesMut::with_capacity(1024);
     let read = tokio::time::timeout(limits.header_timeout, async {
@@ -42,39 +57,43 @@ pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
             }
             let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
             let mut req = httparse::Request::new(&mut headers);
+            let too_large = || {
+                let message = format!(
+                    "the request head is larger than max_header_bytes ({}) or has more than max_headers ({}) headers",
+                    limits.max_header_bytes, limits.max_headers
+                );
+                Ok(Some(Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message, String::new())))
+            };
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => return Ok(Some(Some(parse_head(&req, len)))),
+                Ok(httparse::Status::Complete(len)) => return Ok(Some(classify(&req, len))),
                 Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => continue,
-                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                    return Ok(Some(None))
+                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => return too_large(),
+                Err(e) => {
+                    let message = format!("the request is not valid HTTP/1.1: {e}");
+                    return Ok(Some(Head::Refused(StatusCode::BAD_REQUEST, message, String::new())));
                 }
-                // Let hyper answer malformed requests its own way.
-                Err(_) => return Ok(Some(Some(Head::Other))),
             }
         }
     })
     .await;
     match read {
-        Ok(Ok(Some(Some(Head::Stream(req, len))))) if buf.len() == len => Sniffed::Stream(stream, req),
-        Ok(Ok(Some(Some(_)))) => Sniffed::Other(Rewind { prefix: Some(buf.freeze()), inner: stream }),
-        Ok(Ok(Some(None))) => {
-            let _ = stream.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        Ok(Ok(Some(Head::Stream(req, len)))) if buf.len() == len => Sniffed::Stream(stream, req),
+        Ok(Ok(Some(Head::Refused(status, message, path)))) => {
+            refuse(stream, status, &message, &path, &[]).await;
             Sniffed::Done
         }
+        Ok(Ok(Some(_))) => Sniffed::Other(Rewind { prefix: Some(buf.freeze()), inner: stream }),
         _ => Sniffed::Done,
     }
 }
 
-enum Head {
-    /// The request and the length of its head (a stream request has no body).
-    Stream(Box<http::Request<Body>>, usize),
-    Other,
-}
-
-fn parse_head(req: &httparse::Request<'_, '_>, len: usize) -> Head {
+fn classify(req: &httparse::Request<'_, '_>, len: usize) -> Head {
     let (Some(method), Some(path)) = (req.method, req.path) else { return Head::Other };
-    let route = path.split('?').next().unwrap_or(path);
-    if method != "GET" || !STREAM_PATHS.contains(&route) || req.version != Some(1) {
+    let headers = req.headers.iter().map(|h| (h.name, h.value));
+    if let Some(problem) = crate::strict::head_problem(req.version == Some(1), headers) {
+        return Head::Refused(StatusCode::BAD_REQUEST, problem.to_owned(), route_of(path).to_owned());
+    }
+    if method != "GET" || !STREAM_PATHS.contains(&route_of(path)) || req.version != Some(1) {
         return Head::Other;
     }
     let mut builder = http::Request::builder().method(http::Method::GET).uri(path);
@@ -83,7 +102,61 @@ fn parse_head(req: &httparse::Request<'_, '_>, len: usize) -> Head {
     }
     match builder.body(Body::empty()) {
         Ok(request) => Head::Stream(Box::new(request), len),
-        Err(_) => Head::Other,
+        Err(e) => {
+            Head::Refused(StatusCode::BAD_REQUEST, format!("bad request: {e}"), route_of(path).to_owned())
+        }
+    }
+}
+
+fn route_of(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// Answers with the JSON error body and closes the connection (lingering, see [`linger_close`]).
+pub async fn refuse(
+    mut stream: TcpStream,
+    status: StatusCode,
+    message: &str,
+    path: &str,
+    extra_headers: &[(&str, &str)],
+) {
+    let body = crate::error::error_json(status, message, path);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    for (name, value) in extra_headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    if write_all(&mut stream, head.as_bytes(), body.as_bytes()).await.is_ok() {
+        linger_close(stream).await;
+    }
+}
+
+/// Longest a closing connection keeps reading what the client still sends, in time and bytes.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Closes a connection the way nginx's lingering close does: stop sending (FIN), then read and
+/// discard what the client still sends, bounded in bytes and time. Closing a socket with unread
+/// data makes the kernel send a reset, and a client that writes its whole request before reading
+/// (Python's `http.client`, `requests`) would get a broken pipe instead of the 413 or 431 sent
+/// before it.
+pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let _ = io.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let idle = (tokio::time::Instant::now() + LINGER_IDLE).min(deadline);
+        match tokio::time::timeout_at(idle, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
     }
 }
 
@@ -93,8 +166,7 @@ pub async fn serve_stream(
     mut request: Box<http::Request<Body>>,
     router: Router,
     ctl: ConnCtl,
-    streams: &StreamRuntime,
-    tasks: &TaskTracker,
+    conn: StreamConn<'_>,
 ) {
     let kill = ctl.kill.clone();
     request.extensions_mut().insert(ctl);
@@ -118,29 +190,43 @@ pub async fn serve_stream(
         // A complete answer (an error, say): send it with its length.
         let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
         head.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", bytes.len()));
-        let _ = write_all(&mut stream, head.as_bytes(), &bytes).await;
+        if write_all(&mut stream, head.as_bytes(), &bytes).await.is_ok() {
+            linger_close(stream).await;
+        }
         return;
     }
     head.push_str("connection: close\r\n\r\n");
     // From here on the stream only writes: do it on the stream runtime (see `streams`), in a task
     // of its own so that nothing of this one stays allocated; the tracker still waits for it.
     let Ok(socket) = stream.into_std() else { return };
+    let StreamConn { runtime, tasks, send_timeout, slot } = conn;
     let pump = async move {
+        let _slot = slot;
         let Ok(stream) = TcpStream::from_std(socket) else { return };
         tokio::select! {
-            _ = pump(stream, head, body) => {}
+            _ = pump(stream, head, body, send_timeout) => {}
             _ = kill.cancelled() => {}
         }
     };
-    streams.spawn(tasks.track_future(pump));
+    runtime.spawn(tasks.track_future(pump));
 }
 
-/// Writes the response head, then every frame of `body` until it ends or the client goes away.
-async fn pump(mut stream: TcpStream, head: String, mut body: Body) {
-    if stream.write_all(head.as_bytes()).await.is_err() {
+/// What a stream connection takes along to the stream runtime.
+pub struct StreamConn<'a> {
+    pub runtime: &'a StreamRuntime,
+    pub tasks: &'a TaskTracker,
+    pub send_timeout: Duration,
+    /// The connection's place in its address's count, given back when the stream ends.
+    pub slot: Option<ConnSlot>,
+}
+
+/// Writes the response head, then every frame of `body` until it ends, the client goes away, or
+/// the client accepts no byte for `send_timeout` while there is something to send.
+async fn pump(stream: TcpStream, head: String, mut body: Body, send_timeout: Duration) {
+    let (mut reader, writer) = stream.into_split();
+    if send(&writer, head.as_bytes(), send_timeout).await.is_err() {
         return;
     }
-    let (mut reader, mut writer) = stream.into_split();
     let mut probe = [0u8; 64];
     loop {
         tokio::select! {
@@ -148,7 +234,10 @@ async fn pump(mut stream: TcpStream, head: String, mut body: Body) {
             frame = body.frame() => match frame {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    if writer.write_all(&data).await.is_err() {
+                    if let Err(e) = send(&writer, &data, send_timeout).await {
+                        if e.kind() == io::ErrorKind::TimedOut {
+                            tracing::info!("closing a stream that accepted nothing for send_timeout");
+                        }
                         return;
                     }
                 }
@@ -160,13 +249,32 @@ async fn pump(mut stream: TcpStream, head: String, mut body: Body) {
     }
     // The stream ended (Close, shutdown, limit): unregister now, then end the response with FIN.
     drop(body);
+    let mut writer = writer;
     let _ = writer.shutdown().await;
 }
 
-async fn write_all(stream: &mut TcpStream, head: &[u8], body: &Bytes) -> io::Result<()> {
+/// Writes all of `data`. The usual case is one non-blocking write and no timer; only a full
+/// socket waits, and a wait that sees no progress for `stall` fails with `TimedOut`.
+async fn send(writer: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        match writer.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(stall, writer.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
     stream.write_all(head).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
+    stream.write_all(body).await
 }
 
 /// A socket with bytes already read put back in front.

@@ -157,13 +157,22 @@ async fn pending_stops_at_the_given_position_and_skips_delivered(backend: Backen
     let unrelayed = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
     let positions = store.relay_batch(2).await.unwrap();
     assert_eq!(positions.len(), 2);
-    let ids = |items: Vec<herald_store::InboxItem>| items.iter().map(|i| i.broadcast.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.pending("u9", 2, now).await.unwrap()), [first.id, second.id]);
-    assert_eq!(ids(store.pending("u9", 1, now).await.unwrap()), [first.id]);
+    let pending = |items: Vec<(i64, i64)>| items.iter().map(|(_, id)| *id).collect::<Vec<_>>();
+    assert_eq!(pending(store.pending_ids("u9", 2, now).await.unwrap()), [first.id, second.id]);
+    assert_eq!(store.pending_ids("u9", 1, now).await.unwrap(), [(1, first.id)], "with its position");
     let mark = DeliveryMark { broadcast_id: first.id, user_id: "u9".into(), at: now, read: false };
     store.record_deliveries(&[mark]).await.unwrap();
-    assert_eq!(ids(store.pending("u9", 2, now).await.unwrap()), [second.id]);
+    assert_eq!(pending(store.pending_ids("u9", 2, now).await.unwrap()), [second.id]);
+    let ids = |items: Vec<herald_store::InboxItem>| items.iter().map(|i| i.broadcast.id).collect::<Vec<_>>();
     assert_eq!(ids(store.inbox("u9", None, 10, now).await.unwrap()), [unrelayed.id, second.id, first.id]);
+    store.cancel_broadcast(second.id, now).await.unwrap();
+    store.mark_read("u9", unrelayed.id, now).await.unwrap();
+    let live = store.live_unread("u9", &[first.id, second.id, unrelayed.id, 999], now).await.unwrap();
+    assert_eq!(
+        live.iter().map(|b| b.id).collect::<Vec<_>>(),
+        [first.id],
+        "cancelled, read and unknown ones are left out"
+    );
     store.close().await;
     db.drop_database().await;
 }

@@ -237,8 +237,12 @@ impl Store for PgStore {
         messages::inbox(&self.pool, user, before, limit, now).await
     }
 
-    async fn pending(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<InboxItem>> {
-        messages::pending(&self.pool, user, upto_seq, now).await
+    async fn pending_ids(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<(i64, i64)>> {
+        messages::pending_ids(&self.pool, user, upto_seq, now).await
+    }
+
+    async fn live_unread(&self, user: &str, ids: &[i64], now: Timestamp) -> StoreResult<Vec<Broadcast>> {
+        messages::live_unread(&self.pool, user, ids, now).await
     }
 
     async fn unread_count(&self, user: &str, now: Timestamp) -> StoreResult<i64> {

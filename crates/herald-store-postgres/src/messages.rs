@@ -1,7 +1,7 @@
 //! A user's messages: inbox, pending catch-up, read and visibility state, delivery records.
 
 use crate::rows::{broadcast_from_row, db_err, enqueue_event, ts, BROADCAST_COLUMNS, TARGETS_USER};
-use herald_domain::{EventBody, Timestamp};
+use herald_domain::{Broadcast, EventBody, Timestamp};
 use herald_store::{check_targeted, DeliveryMark, InboxItem, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -55,17 +55,20 @@ pub async fn inbox(
 /// the inbox.
 const MAX_PENDING: i64 = 1_000;
 
-pub async fn pending(
+pub async fn pending_ids(
     pool: &PgPool,
     user: &str,
     upto_seq: i64,
     now: Timestamp,
-) -> StoreResult<Vec<InboxItem>> {
-    let sql = inbox_select(
-        "d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= $3",
-        "b.message_seq DESC",
+) -> StoreResult<Vec<(i64, i64)>> {
+    let sql = format!(
+        "SELECT b.message_seq, b.id FROM broadcasts b \
+         LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = $1 \
+         WHERE {} AND d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= $3 \
+         ORDER BY b.message_seq DESC LIMIT $4",
+        inbox_where()
     );
-    let rows = sqlx::query(&sql)
+    let mut ids: Vec<(i64, i64)> = sqlx::query_as(&sql)
         .bind(user)
         .bind(now.millis())
         .bind(upto_seq)
@@ -73,9 +76,28 @@ pub async fn pending(
         .fetch_all(pool)
         .await
         .map_err(db_err)?;
-    let mut items: Vec<InboxItem> = rows.iter().map(item_from_row).collect::<StoreResult<_>>()?;
-    items.reverse();
-    Ok(items)
+    ids.reverse();
+    Ok(ids)
+}
+
+pub async fn live_unread(
+    pool: &PgPool,
+    user: &str,
+    ids: &[i64],
+    now: Timestamp,
+) -> StoreResult<Vec<Broadcast>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {BROADCAST_COLUMNS} FROM broadcasts b \
+         LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = $1 \
+         WHERE b.id = ANY ($2) AND b.status = 'ACTIVE' AND NOT b.fire_and_forget \
+         AND (b.expires_at IS NULL OR b.expires_at > $3) AND d.read_at IS NULL"
+    );
+    let rows =
+        sqlx::query(&sql).bind(user).bind(ids).bind(now.millis()).fetch_all(pool).await.map_err(db_err)?;
+    rows.iter().map(broadcast_from_row).collect()
 }
 
 pub async fn unread_count(pool: &PgPool, user: &str, now: Timestamp) -> StoreResult<i64> {

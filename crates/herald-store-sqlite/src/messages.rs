@@ -1,7 +1,7 @@
 //! A user's messages: inbox, pending catch-up, read and visibility state, delivery records.
 
 use crate::rows::{broadcast_from_row, db_err, enqueue_event, targets_user, ts, BROADCAST_COLUMNS};
-use herald_domain::{EventBody, Timestamp};
+use herald_domain::{Broadcast, EventBody, Timestamp};
 use herald_store::{check_targeted, DeliveryMark, InboxItem, StoreError, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -53,17 +53,19 @@ pub async fn inbox(
 /// the inbox.
 const MAX_PENDING: u32 = 1_000;
 
-pub async fn pending(
+pub async fn pending_ids(
     pool: &SqlitePool,
     user: &str,
     upto_seq: i64,
     now: Timestamp,
-) -> StoreResult<Vec<InboxItem>> {
-    let sql = inbox_select(
-        "d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= ?3",
-        "b.message_seq DESC",
+) -> StoreResult<Vec<(i64, i64)>> {
+    let sql = format!(
+        "SELECT b.message_seq, b.id FROM broadcasts b \
+         LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = ?1 \
+         WHERE {INBOX_WHERE} AND d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= ?3 \
+         ORDER BY b.message_seq DESC LIMIT ?4"
     );
-    let rows = sqlx::query(&sql)
+    let mut ids: Vec<(i64, i64)> = sqlx::query_as(&sql)
         .bind(user)
         .bind(now.millis())
         .bind(upto_seq)
@@ -71,9 +73,29 @@ pub async fn pending(
         .fetch_all(pool)
         .await
         .map_err(db_err)?;
-    let mut items: Vec<InboxItem> = rows.iter().map(item_from_row).collect::<StoreResult<_>>()?;
-    items.reverse();
-    Ok(items)
+    ids.reverse();
+    Ok(ids)
+}
+
+pub async fn live_unread(
+    pool: &SqlitePool,
+    user: &str,
+    ids: &[i64],
+    now: Timestamp,
+) -> StoreResult<Vec<Broadcast>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let sql = format!(
+        "SELECT {BROADCAST_COLUMNS} FROM broadcasts b \
+         LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = ?1 \
+         WHERE b.id IN (SELECT value FROM json_each(?2)) AND b.status = 'ACTIVE' AND b.fire_and_forget = 0 \
+         AND (b.expires_at IS NULL OR b.expires_at > ?3) AND d.read_at IS NULL"
+    );
+    let rows =
+        sqlx::query(&sql).bind(user).bind(list).bind(now.millis()).fetch_all(pool).await.map_err(db_err)?;
+    rows.iter().map(broadcast_from_row).collect()
 }
 
 pub async fn unread_count(pool: &SqlitePool, user: &str, now: Timestamp) -> StoreResult<i64> {

@@ -131,9 +131,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<InboxItem>>;
-    /// Inbox messages never delivered to the user whose `MESSAGE` event is at or before `upto_seq`,
-    /// in log order.
-    async fn pending(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<InboxItem>>;
+    /// The inbox messages never delivered to the user whose `MESSAGE` event is at or before
+    /// `upto_seq`, as `(position, broadcast id)` in log order: the newest 1 000 at most. A stream
+    /// fetches them in pages ([`Store::live_unread`]) as its socket drains.
+    async fn pending_ids(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<(i64, i64)>>;
+    /// The broadcasts among `ids` the user may still be sent: active, not expired, not
+    /// fire-and-forget and not read by the user (any order).
+    async fn live_unread(&self, user: &str, ids: &[i64], now: Timestamp) -> StoreResult<Vec<Broadcast>>;
     async fn unread_count(&self, user: &str, now: Timestamp) -> StoreResult<i64>;
     /// Marks read (idempotent); the first time emits `READ_RECEIPT`. Returns the read time.
     async fn mark_read(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<Timestamp>;

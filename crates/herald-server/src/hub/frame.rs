@@ -44,6 +44,28 @@ pub fn json_frame(id: Option<i64>, name: &str, data: &serde_json::Value) -> Byte
     event_frame(id, name, &data.to_string())
 }
 
+/// Appends an event frame whose `data` is `data` serialized straight into `out` (no copy of the
+/// JSON in between: catch-up builds many frames at once).
+pub fn append_json_frame<T: serde::Serialize>(
+    out: &mut bytes::BytesMut,
+    id: Option<i64>,
+    name: &str,
+    data: &T,
+) -> serde_json::Result<()> {
+    use bytes::BufMut;
+    if let Some(id) = id {
+        out.put_slice(b"id: ");
+        out.put_slice(id.to_string().as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    serde_json::to_writer(out.writer(), data)?;
+    out.put_slice(b"\n\n");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +77,14 @@ mod tests {
         let f = event_frame(None, "HEARTBEAT", "{}");
         assert_eq!(&f[..], b"event: HEARTBEAT\ndata: {}\n\n");
         assert_eq!(&retry_frame(3000)[..], b"retry: 3000\n\n");
+    }
+
+    #[test]
+    fn an_appended_frame_equals_a_built_one() {
+        let data = serde_json::json!({ "content": "a\nb", "n": 1 });
+        let mut out = bytes::BytesMut::new();
+        append_json_frame(&mut out, Some(3), "MESSAGE", &data).unwrap();
+        assert_eq!(&out[..], &json_frame(Some(3), "MESSAGE", &data)[..]);
     }
 
     #[test]

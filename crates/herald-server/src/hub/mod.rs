@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use herald_domain::{Event, EventBody, Timestamp, User};
 use herald_store::DeliveryMark;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -71,8 +71,9 @@ pub struct Hub {
 pub enum Replay {
     /// No `Last-Event-ID`: send the pending messages.
     Fresh,
-    /// The window held every event after the client's position that concerns the user.
-    Window(Vec<Logged>),
+    /// The window holds every event after the client's position `after`; `gone` lists the
+    /// broadcasts it removes or the user reads later on (their messages are not replayed).
+    Window { after: i64, gone: HashSet<i64> },
     /// The window starts after the client's position: read the log in the store.
     Store { after: i64 },
     /// The position is ahead of this node's log: the client must resync.
@@ -156,12 +157,7 @@ impl Hub {
             None => Replay::Fresh,
             Some(n) if n > head => Replay::Unknown,
             Some(n) => match reg.window.range(n, head) {
-                Some(entries) => Replay::Window(
-                    entries
-                        .filter(|l| l.frame.is_some() && l.event.body.concerns(&profile))
-                        .cloned()
-                        .collect(),
-                ),
+                Some(entries) => Replay::Window { after: n, gone: gone_for(entries, &profile) },
                 None => Replay::Store { after: n },
             },
         };
@@ -182,6 +178,14 @@ impl Hub {
             replay,
             guard: ConnGuard { hub: self.clone(), user, id },
         })
+    }
+
+    /// Up to `max` window entries with `after < seq <= upto`, or `None` when the window no longer
+    /// holds the first of them.
+    pub fn window_page(&self, after: i64, upto: i64, max: usize) -> Option<Vec<Logged>> {
+        let reg = self.lock();
+        let page = reg.window.range(after, upto)?.take(max).cloned().collect();
+        Some(page)
     }
 
     fn unregister(&self, user: &str, id: u64) {
@@ -317,6 +321,19 @@ impl Hub {
     pub fn is_connected(&self, user: &str) -> bool {
         self.lock().users.contains_key(user)
     }
+}
+
+/// The broadcasts that `entries` remove, or that `user` reads.
+fn gone_for<'a>(entries: impl Iterator<Item = &'a Logged>, user: &User) -> HashSet<i64> {
+    entries
+        .filter_map(|l| match &l.event.body {
+            EventBody::MessageRemoved { broadcast_id, .. } => Some(*broadcast_id),
+            EventBody::ReadReceipt { broadcast_id, user_id, .. } if user_id == user.user_id.as_str() => {
+                Some(*broadcast_id)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Calls `f` for each connected user the event concerns.
