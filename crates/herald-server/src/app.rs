@@ -154,6 +154,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         header_timeout: config.header_timeout,
         max_header_bytes: config.max_header_bytes,
         max_headers: config.max_headers,
+        send_timeout: config.send_timeout,
+        per_ip: limits.per_ip.clone(),
+        trusted_proxies: limits.trusted_proxies.clone().into(),
     };
     let closer = store.clone();
     let state = AppState(Arc::new(Inner {

@@ -132,6 +132,17 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Most request headers accepted.
     pub max_headers: usize,
+    /// Time a client has to send a whole request body (408 beyond).
+    #[serde(with = "human_duration")]
+    pub body_timeout: Duration,
+    /// How long a stream may accept no bytes while it has bytes to send before it is closed.
+    #[serde(with = "human_duration")]
+    pub send_timeout: Duration,
+    /// Open connections one client address may hold (peers in `trusted_proxies` are counted by
+    /// the forwarded address of each stream instead).
+    pub max_connections_per_ip: usize,
+    /// Bearer token `/metrics` requires, when set.
+    pub metrics_token: Option<Secret>,
     /// Origins allowed by CORS; empty means same-origin only. `*` allows any (not with credentials).
     pub cors_allowed_origins: Vec<String>,
     /// Whether CORS allows credentials (cookies, Authorization).
@@ -180,6 +191,10 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
+            body_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(20),
+            max_connections_per_ip: 512,
+            metrics_token: None,
             cors_allowed_origins: Vec::new(),
             cors_allow_credentials: false,
         }
@@ -194,12 +209,18 @@ impl Config {
             ("max_connections", self.max_connections),
             ("stream_queue", self.stream_queue),
             ("body_limit", self.body_limit),
+            ("max_connections_per_ip", self.max_connections_per_ip),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
         }
-        if self.heartbeat_interval.is_zero() {
-            return Err("heartbeat_interval must be greater than 0".into());
+        let durations = [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("body_timeout", self.body_timeout),
+            ("send_timeout", self.send_timeout),
+        ];
+        if let Some((key, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("{key} must be greater than 0"));
         }
         if self.bus == BusKind::Kafka {
             return Err("bus = kafka is not available in this build yet; use bus = memory".into());

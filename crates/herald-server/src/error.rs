@@ -23,6 +23,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -43,6 +45,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -112,29 +115,73 @@ impl IntoResponse for ApiError {
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
+        if matches!(self, Self::RequestTimeout(_)) {
+            // The rest of the body may never come: the connection cannot be reused.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
 
-fn render(info: &ErrorInfo, path: &str) -> Response {
-    let body = serde_json::json!({
+/// The JSON error body of SPEC section 4.
+pub fn error_json(status: StatusCode, message: &str, path: &str) -> String {
+    serde_json::json!({
         "timestamp": Timestamp::now(),
-        "status": info.status.as_u16(),
-        "error": info.status.canonical_reason().unwrap_or("Error"),
-        "message": info.message,
+        "status": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
         "path": path,
-    });
-    (info.status, axum::Json(body)).into_response()
+    })
+    .to_string()
 }
 
-/// Middleware: fills the request path into error bodies produced anywhere below it.
+fn render(info: &ErrorInfo, path: &str) -> Response {
+    let body = error_json(info.status, &info.message, path);
+    (info.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Longest plain-text rejection (from axum's own extractors) turned into a JSON message.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Middleware: fills the request path into error bodies produced anywhere below it, and turns any
+/// other error response (an extractor's plain-text rejection, say) into the same JSON body.
 pub async fn error_body(uri: OriginalUri, req: Request, next: Next) -> Response {
     let response = next.run(req).await;
-    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
-        return response;
+    let info = match response.extensions().get::<ErrorInfo>().cloned() {
+        Some(info) => info,
+        None if response.status().is_client_error() || response.status().is_server_error() => {
+            if is_json(&response) {
+                return response;
+            }
+            let status = response.status();
+            let (parts, body) = response.into_parts();
+            let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let message = if text.trim().is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text.trim().to_owned()
+            };
+            let response = Response::from_parts(parts, axum::body::Body::empty());
+            return with_json_error(response, &ErrorInfo { status, message }, uri.path());
+        }
+        None => return response,
     };
+    with_json_error(response, &info, uri.path())
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// `response` with its body replaced by the JSON error body for `info` at `path`.
+fn with_json_error(response: Response, info: &ErrorInfo, path: &str) -> Response {
     let (mut parts, _) = response.into_parts();
-    let fresh = render(&info, uri.path());
+    let fresh = render(info, path);
     let (fresh_parts, body) = fresh.into_parts();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);

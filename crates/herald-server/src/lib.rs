@@ -24,6 +24,7 @@ mod server;
 mod sse;
 mod sse_conn;
 mod streams;
+mod strict;
 
 pub use app::{migrate, start, ReloadHandle, Running, ServerError};
 pub use auth::jwt::mint_token;

@@ -4,7 +4,7 @@
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -77,6 +77,8 @@ pub struct Limits {
     pub connects: RateLimiter,
     pub broadcasts: RateLimiter,
     pub trusted_proxies: Vec<IpNet>,
+    /// Open connections per client address (streams per forwarded address behind a proxy).
+    pub per_ip: Arc<ConnCounter>,
 }
 
 impl Limits {
@@ -86,12 +88,65 @@ impl Limits {
             broadcasts: RateLimiter::new(config.broadcasts_per_admin_per_minute, config.rate_limit_window),
             // Checked by Config::check.
             trusted_proxies: config.trusted_proxies.iter().filter_map(|p| IpNet::parse(p).ok()).collect(),
+            per_ip: Arc::new(ConnCounter::new(config.max_connections_per_ip)),
         }
     }
 
     /// The calling client's IP, when the connection's peer is known.
     pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         peer.map(|p| client_ip(p, headers, &self.trusted_proxies))
+    }
+
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// Open connections per address, at most `limit` each. A [`ConnSlot`] holds one until dropped.
+#[derive(Debug)]
+pub struct ConnCounter {
+    limit: usize,
+    // std Mutex: a map update per connection open and close, never held across an await.
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ConnCounter {
+    pub fn new(limit: usize) -> Self {
+        Self { limit, open: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes a slot for `ip`, or `None` when it holds `limit` already.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot { counter: self.clone(), ip })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// One open connection of an address; gives its place back when dropped.
+#[derive(Debug)]
+pub struct ConnSlot {
+    counter: Arc<ConnCounter>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut open = self.counter.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -172,6 +227,17 @@ mod tests {
             stranger,
             "spoofed header from an untrusted peer"
         );
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_limit_of_connections_until_one_closes() {
+        let counter = Arc::new(ConnCounter::new(2));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let (a, _b) = (counter.acquire(ip).unwrap(), counter.acquire(ip).unwrap());
+        assert!(counter.acquire(ip).is_none());
+        assert!(counter.acquire("192.0.2.2".parse().unwrap()).is_some(), "addresses are independent");
+        drop(a);
+        assert!(counter.acquire(ip).is_some());
     }
 
     #[tokio::test(start_paused = true)]

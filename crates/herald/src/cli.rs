@@ -85,6 +85,13 @@ struct BenchArgs {
     /// No progress lines on stderr
     #[arg(long)]
     quiet: bool,
+    /// Stalled readers: publish --broadcasts, then open this many streams that never read and
+    /// report the server's memory and when it closed them
+    #[arg(long)]
+    stalled: Option<usize>,
+    /// The Last-Event-ID the stalled streams send [default: none, a fresh connect]
+    #[arg(long, requires = "stalled")]
+    stalled_resume: Option<i64>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -242,6 +249,18 @@ pub struct Settings {
     /// Most request headers [default: 64]
     #[arg(long, env = "HERALD_MAX_HEADERS")]
     max_headers: Option<usize>,
+    /// Time a client has to send a whole request body [default: 10s]
+    #[arg(long, env = "HERALD_BODY_TIMEOUT", value_parser = duration)]
+    body_timeout: Option<Duration>,
+    /// How long a stream may accept no bytes while it has bytes to send [default: 20s]
+    #[arg(long, env = "HERALD_SEND_TIMEOUT", value_parser = duration)]
+    send_timeout: Option<Duration>,
+    /// Open connections per client address [default: 512]
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Bearer token that /metrics requires [default: none, /metrics is open]
+    #[arg(long, env = "HERALD_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Origins allowed by CORS, comma-separated [default: none, same-origin only]
     #[arg(long, env = "HERALD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     cors_allowed_origins: Option<Vec<String>>,
@@ -292,12 +311,16 @@ impl Settings {
         set!(jwt_roles_claim, jwt_products_claim, jwt_cookie, connects_per_ip_per_minute);
         set!(broadcasts_per_admin_per_minute, rate_limit_window, trusted_proxies, header_timeout);
         set!(max_header_bytes, max_headers, cors_allowed_origins, cors_allow_credentials);
+        set!(body_timeout, send_timeout, max_connections_per_ip);
         macro_rules! set_some {
             ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = Some(v); })* };
         }
         set_some!(jwt_public_key_file, jwt_jwks_file, jwt_issuer, jwt_audience);
         if let Some(secret) = self.jwt_secret {
             c.jwt_secret = Some(Secret::new(secret));
+        }
+        if let Some(token) = self.metrics_token {
+            c.metrics_token = Some(Secret::new(token));
         }
         if let Some(v) = self.kafka_brokers {
             c.kafka_brokers = Some(v);
@@ -384,6 +407,8 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         sub_path: a.sub_path,
         pub_path: a.pub_path,
         progress: !a.quiet,
+        stalled: a.stalled,
+        stalled_resume: a.stalled_resume,
     };
     let report = herald_bench::run(opts).await?;
     print!("{report}");

@@ -65,6 +65,15 @@ trusted_proxies = []
 header_timeout = "10s"
 max_header_bytes = 16384
 max_headers = 64
+# Time to send a whole request body (408 beyond).
+body_timeout = "10s"
+# A stream that accepts no bytes for this long while it has bytes to send is closed.
+send_timeout = "20s"
+# Open connections per client address (beyond it: 429). Peers in trusted_proxies are exempt; the
+# streams they forward are counted per forwarded address instead.
+max_connections_per_ip = 512
+# When set, /metrics requires "Authorization: Bearer <metrics_token>".
+# metrics_token = "a-long-random-string"
 # CORS: allowed origins (empty: same-origin only) and whether credentials may be sent.
 cors_allowed_origins = []
 cors_allow_credentials = false
