@@ -118,9 +118,14 @@ fn required(field: &str, value: Option<String>) -> Result<String, FieldError> {
     value.ok_or_else(|| FieldError::new(field, "is required"))
 }
 
+/// Free text: not blank, at most `max` characters, and no NUL character (PostgreSQL text cannot
+/// hold U+0000, so neither backend stores it).
 fn bounded_text(field: &str, text: String, max: usize) -> Result<String, FieldError> {
     if text.trim().is_empty() {
         return Err(FieldError::new(field, "must not be blank"));
+    }
+    if text.contains('\0') {
+        return Err(FieldError::new(field, "must not contain the NUL character (U+0000)"));
     }
     let len = text.chars().count();
     if len > max {
@@ -153,11 +158,9 @@ fn parse_target(kind: Option<String>, ids: Option<Vec<String>>) -> Result<Target
             format!("must list at least one id when targetType is {}", target_type.as_str()),
         ));
     }
-    if ids.len() > MAX_TARGET_IDS {
-        return Err(FieldError::new("targetIds", format!("must list at most {MAX_TARGET_IDS} ids")));
-    }
+    // The limit counts distinct ids: duplicates are collapsed first (the body limit bounds the raw list).
     let mut seen = std::collections::BTreeSet::new();
-    let mut target_ids = Vec::with_capacity(ids.len());
+    let mut target_ids = Vec::new();
     for (i, id) in ids.into_iter().enumerate() {
         let field = format!("targetIds[{i}]");
         if id.chars().count() > MAX_ID_LEN {
@@ -167,6 +170,9 @@ fn parse_target(kind: Option<String>, ids: Option<Vec<String>>) -> Result<Target
         if seen.insert(id.clone()) {
             target_ids.push(id);
         }
+    }
+    if target_ids.len() > MAX_TARGET_IDS {
+        return Err(FieldError::new("targetIds", format!("must list at most {MAX_TARGET_IDS} distinct ids")));
     }
     Ok(Target { target_type, target_ids })
 }
@@ -269,6 +275,29 @@ mod tests {
             CreateBroadcastRequest { scheduled_at: Some(NOW.plus_millis(-5_000).to_rfc3339()), ..base() };
         let b = earlier.validate(NOW).unwrap();
         assert_eq!((b.status, b.scheduled_at), (BroadcastStatus::Active, None));
+    }
+
+    #[test]
+    fn text_with_a_nul_character_is_refused_naming_the_field() {
+        for (field, req) in [
+            ("content", CreateBroadcastRequest { content: Some("nul\0here".into()), ..base() }),
+            ("senderName", CreateBroadcastRequest { sender_name: Some("a\0".into()), ..base() }),
+            ("category", CreateBroadcastRequest { category: Some("\0x".into()), ..base() }),
+        ] {
+            let (f, m) = field_of(req);
+            assert_eq!(f, field);
+            assert!(m.contains("NUL"), "{m}");
+        }
+    }
+
+    #[test]
+    fn the_target_limit_counts_distinct_ids() {
+        let many = CreateBroadcastRequest {
+            target_type: Some("SELECTED".into()),
+            target_ids: Some(vec!["u1".into(); MAX_TARGET_IDS + 3_000]),
+            ..base()
+        };
+        assert_eq!(many.validate(NOW).unwrap().target.target_ids, ["u1"]);
     }
 
     #[test]

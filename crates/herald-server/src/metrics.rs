@@ -9,6 +9,8 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(pub $name: AtomicU64,)*
+            /// Streams refused, by [`Rejection`].
+            streams_rejected: [AtomicU64; Rejection::ALL.len()],
         }
 
         impl Metrics {
@@ -29,13 +31,54 @@ counters! {
     events_dispatched_total: "Events this node's hub handed to its streams.",
     message_deliveries_total: "MESSAGE events handed to users' streams (one per user and broadcast).",
     streams_opened_total: "SSE streams accepted.",
-    streams_rejected_total: "SSE streams refused by a connection limit.",
     streams_closed_slow_total: "SSE streams closed because their queue was full.",
     delivery_records_written_total: "Per-user delivery records committed.",
     replays_resync_total: "Reconnects answered with RESYNC.",
 }
 
+/// Why a stream was refused: the label of `herald_streams_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// `connects_per_ip_per_minute`.
+    RateLimit,
+    /// `max_connections_per_ip`, for streams forwarded by a trusted proxy.
+    PerIp,
+    /// `max_connections_per_user`.
+    UserLimit,
+    /// `max_connections`.
+    NodeFull,
+    ShuttingDown,
+}
+
+impl Rejection {
+    const ALL: [Self; 5] =
+        [Self::RateLimit, Self::PerIp, Self::UserLimit, Self::NodeFull, Self::ShuttingDown];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::RateLimit => "rate_limit",
+            Self::PerIp => "per_ip_connections",
+            Self::UserLimit => "user_limit",
+            Self::NodeFull => "node_full",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 impl Metrics {
+    pub fn rejected(&self, why: Rejection) {
+        self.streams_rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write_rejections(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP herald_streams_rejected_total SSE streams refused, by reason.");
+        let _ = writeln!(out, "# TYPE herald_streams_rejected_total counter");
+        for why in Rejection::ALL {
+            let n = self.streams_rejected[why as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "herald_streams_rejected_total{{reason=\"{}\"}} {n}", why.label());
+        }
+    }
+
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -48,6 +91,7 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         self.write_counters(&mut out);
+        self.write_rejections(&mut out);
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP herald_{name} {help}");
             let _ = writeln!(out, "# TYPE herald_{name} gauge");

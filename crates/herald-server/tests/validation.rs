@@ -93,7 +93,7 @@ fn cases() -> Vec<Case> {
             "after scheduledAt",
         ),
         case("POST", create, Some(broadcast(json!({"fireAndForget": "yes"}))), 400, "fireAndForget"),
-        case("POST", create, Some(json!([1, 2])), 400, "invalid type"),
+        case("POST", create, Some(json!([1, 2])), 400, "must be a JSON object"),
         Case { body: Some("{\"content\": ".into()), ..case("POST", create, None, 400, "not valid JSON") },
         Case {
             content_type: "text/plain",

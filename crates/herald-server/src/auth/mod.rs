@@ -63,16 +63,32 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    /// The user a user route acts on: the token's subject (a different `userId` is 403), or with
-    /// auth `none` the required `userId`.
-    pub fn user(&self, requested: Option<&str>) -> Result<UserId, ApiError> {
+    /// The user a user route acts on, from every `userId` the request carries (query string,
+    /// body): each must be a valid id (400) and all must agree (400). With auth `jwt` the user is
+    /// the token's subject and any `userId` naming someone else is 403; with auth `none` a
+    /// `userId` is required.
+    pub fn user(&self, requested: &[Option<&str>]) -> Result<UserId, ApiError> {
+        let named = requested
+            .iter()
+            .flatten()
+            .map(|raw| UserId::parse("userId", raw))
+            .collect::<Result<Vec<_>, _>>()?;
         match self {
-            Caller::Trusted => crate::http::required_user("userId", requested),
-            Caller::Token(id) => match requested {
-                Some(other) if other != id.user.as_str() => Err(ApiError::Forbidden(format!(
+            Caller::Trusted => {
+                let first =
+                    named.first().ok_or_else(|| ApiError::BadRequest("userId: is required".into()))?;
+                if named.iter().any(|n| n != first) {
+                    return Err(ApiError::BadRequest(
+                        "userId: the query string and the body name different users".into(),
+                    ));
+                }
+                Ok(first.clone())
+            }
+            Caller::Token(id) => match named.iter().find(|n| **n != id.user) {
+                Some(other) => Err(ApiError::Forbidden(format!(
                     "userId {other} is not the token's subject; a user may act only on itself"
                 ))),
-                _ => Ok(id.user.clone()),
+                None => Ok(id.user.clone()),
             },
         }
     }

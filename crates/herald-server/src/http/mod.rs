@@ -3,6 +3,7 @@
 
 mod admin_broadcasts;
 mod admin_users;
+mod openapi;
 mod ops;
 mod streams;
 mod user_messages;
@@ -26,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::extract::body_deadline))
+        .layer(middleware::from_fn(crate::strict::enforce))
         .layer(middleware::from_fn(error::error_body));
     match cors {
         Some(cors) => router.layer(cors).with_state(state),

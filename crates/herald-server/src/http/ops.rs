@@ -1,8 +1,9 @@
 //! Operations: liveness, readiness, Prometheus metrics, the OpenAPI document and the start page.
 
 use crate::app::AppState;
+use crate::error::ApiError;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,7 +35,21 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
     (if all { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
-async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+/// Prometheus text. With `metrics_token` set, only a request bearing it may read them.
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &app.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .unwrap_or("");
+        if !constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes()) {
+            return Err(ApiError::Unauthorized {
+                message: "/metrics needs the metrics token (Authorization: Bearer <metrics_token>)".into(),
+                invalid: !presented.is_empty(),
+            });
+        }
+    }
     let (users, streams) = app.hub.counts();
     let text = app.metrics.render(&[
         ("streams_open", "SSE streams open on this node.", streams as u64),
@@ -46,11 +61,16 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         ),
         ("event_head", "Position of the last event this node dispatched.", app.hub.head().max(0) as u64),
     ]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+/// Compares secrets without an early exit that would leak how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn openapi(State(app): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::document(app.config.auth))
 }
 
 async fn index() -> impl IntoResponse {

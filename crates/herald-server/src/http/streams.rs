@@ -5,7 +5,8 @@ use crate::app::AppState;
 use crate::auth::{Caller, Identity};
 use crate::error::ApiError;
 use crate::extract::{parse_form, read_body, ApiQuery};
-use crate::limits::limited;
+use crate::limits::{limited, ConnSlot};
+use crate::metrics::Rejection;
 use crate::server::ConnCtl;
 use crate::sse::{self, ConnectRequest};
 use axum::extract::{Path, Request, State};
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use herald_domain::{Timestamp, User, UserId};
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
@@ -44,9 +46,14 @@ async fn connect(
     ApiQuery(q): ApiQuery<ConnectQuery>,
 ) -> Result<Response, ApiError> {
     if let Some(ip) = ip {
-        limited(app.limits.connects.hit(&ip.to_string()), "stream connects from this address")?;
+        if let Err(e) = limited(app.limits.connects.hit(&ip.to_string()), "stream connects from this address")
+        {
+            app.metrics.rejected(Rejection::RateLimit);
+            return Err(e);
+        }
     }
-    let user_id = caller.user(q.user_id.as_deref())?;
+    let slot = forwarded_slot(&app, ctl.as_ref().map(|Extension(c)| c), ip)?;
+    let user_id = caller.user(&[q.user_id.as_deref()])?;
     let named = q.connection_id.map(|c| ("connectionId", c)).or(q.session_id.map(|s| ("sessionId", s)));
     let connection_id: Arc<str> = match named {
         Some((field, raw)) => Arc::from(UserId::parse(field, &raw)?.as_str()),
@@ -68,9 +75,41 @@ async fn connect(
         None => app.store.ensure_user(&user_id, Timestamp::now()).await?,
     };
     let expires_at = caller.expires_at();
-    let req =
-        ConnectRequest { user, connection_id, last_event_id, expires_at, ctl: ctl.map(|Extension(c)| c) };
+    let req = ConnectRequest {
+        user,
+        connection_id,
+        last_event_id,
+        expires_at,
+        ctl: ctl.map(|Extension(c)| c),
+        slot,
+    };
     sse::open(&app, req).await
+}
+
+/// Behind a trusted proxy every client shares the proxy's connection count, so a stream counts
+/// against its forwarded address instead (`max_connections_per_ip`).
+fn forwarded_slot(
+    app: &AppState,
+    ctl: Option<&ConnCtl>,
+    client: Option<IpAddr>,
+) -> Result<Option<ConnSlot>, ApiError> {
+    let (Some(ctl), Some(client)) = (ctl, client) else { return Ok(None) };
+    if !app.limits.is_trusted_proxy(ctl.peer.ip()) || client == ctl.peer.ip() {
+        return Ok(None);
+    }
+    match app.limits.per_ip.acquire(client) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            app.metrics.rejected(Rejection::PerIp);
+            Err(ApiError::TooManyRequests {
+                message: format!(
+                    "this address already holds {} open streams (max_connections_per_ip); close one first",
+                    app.limits.per_ip.limit()
+                ),
+                retry_after_secs: 5,
+            })
+        }
+    }
 }
 
 /// The token's roles and products update the directory when they differ from it.
@@ -116,13 +155,14 @@ async fn disconnect(
     } else {
         DisconnectParams::default()
     };
-    let user = caller.user(form.user_id.as_deref().or(query.user_id.as_deref()))?;
+    let user = caller.user(&[form.user_id.as_deref(), query.user_id.as_deref()])?;
     let connection_id = form
         .connection_id
         .or(form.session_id)
         .or(query.connection_id)
         .or(query.session_id)
         .ok_or_else(|| ApiError::BadRequest("connectionId: is required".into()))?;
+    let connection_id = UserId::parse("connectionId", &connection_id)?.into_string();
     let closed = app.hub.disconnect(user.as_str(), &connection_id);
     Ok(Json(serde_json::json!({ "userId": user, "connectionId": connection_id, "disconnected": closed })))
 }

@@ -38,7 +38,7 @@ async fn inbox(
     caller: Caller,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user(q.user_id.as_deref())?;
+    let user = caller.user(&[q.user_id.as_deref()])?;
     let limit = page_limit(q.limit, 50, 500)?;
     let now = Timestamp::now();
     let items = app.store.inbox(user.as_str(), q.before, limit, now).await?;
@@ -66,7 +66,7 @@ async fn unread_count(
     caller: Caller,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user(q.user_id.as_deref())?;
+    let user = caller.user(&[q.user_id.as_deref()])?;
     let unread = app.store.unread_count(user.as_str(), Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "unread": unread })))
 }
@@ -94,7 +94,7 @@ async fn read(
     ApiQuery(q): ApiQuery<UserParam>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user(body.user_id.as_deref().or(q.user_id.as_deref()))?;
+    let user = caller.user(&[body.user_id.as_deref(), q.user_id.as_deref()])?;
     let id = required_broadcast(body.broadcast_id)?;
     let read_at = app.store.mark_read(user.as_str(), id, Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "broadcastId": id, "userId": user, "readAt": read_at })))
@@ -106,7 +106,7 @@ async fn read_all(
     ApiQuery(q): ApiQuery<UserParam>,
     MaybeJson(body): MaybeJson<UserParam>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user(body.user_id.as_deref().or(q.user_id.as_deref()))?;
+    let user = caller.user(&[body.user_id.as_deref(), q.user_id.as_deref()])?;
     let read = app.store.mark_all_read(user.as_str(), Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "read": read })))
 }
@@ -117,7 +117,7 @@ async fn ack_visibility(
     ApiQuery(q): ApiQuery<UserParam>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user(body.user_id.as_deref().or(q.user_id.as_deref()))?;
+    let user = caller.user(&[body.user_id.as_deref(), q.user_id.as_deref()])?;
     let id = required_broadcast(body.broadcast_id)?;
     app.store.ack_visibility(user.as_str(), id, Timestamp::now()).await?;
     Ok(Json(serde_json::json!({ "broadcastId": id, "userId": user, "acknowledged": true })))
