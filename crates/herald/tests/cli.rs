@@ -182,3 +182,60 @@ fn broadcasts_are_listed_shown_counted_and_cancelled_once() {
     let err = fails(herald(&s.base, &["broadcasts", "show", "999"]));
     assert!(err.contains("404") && err.contains("broadcast 999 does not exist"), "{err}");
 }
+
+const USERS_CSV: &str = "userId,roles,products
+user-001,USER;BILLING,Payments
+new-user,OPS,
+bad user,USER,
+user-002,ADMIN;USER,
+";
+
+#[test]
+fn users_import_reports_added_changed_unchanged_and_rejected_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let file = dir.path().join("users.csv");
+    std::fs::write(&file, USERS_CSV).unwrap();
+    let file = file.to_str().unwrap();
+
+    let out = herald(&s.base, &["users", "import", "--dry-run", file]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = fails(out);
+    assert!(text.starts_with("Dry run: nothing was written"), "{text}");
+    assert!(text.contains("added:     1\nchanged:   1\nunchanged: 1\nrejected:  1\n"), "{text}");
+    assert!(text.contains("  line 4: userId: contains ' '"), "{text}");
+    assert!(err.contains("1 line was rejected"), "{err}");
+    assert!(!ok(herald(&s.base, &["users", "export"])).contains("new-user"), "a dry run writes nothing");
+
+    let out = herald(&s.base, &["users", "import", file, "--json"]);
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    fails(out);
+    assert_eq!(summary["addedIds"], serde_json::json!(["new-user"]));
+    assert_eq!(summary["changedIds"], serde_json::json!(["user-001"]));
+    assert_eq!(summary["rejected"][0]["line"], 4);
+    assert_eq!(json(herald(&s.base, &["publish", "--json", "--role", "OPS", "x"]))["totalTargeted"], 1);
+
+    let again = herald(&s.base, &["users", "import", file]);
+    let text = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(text.contains("added:     0\nchanged:   0\nunchanged: 3\n"), "{text}");
+}
+
+#[test]
+fn users_export_is_sorted_and_imports_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    ok(herald_stdin(&s.base, &["users", "import", "-"], "{\"userId\":\"a-first\",\"roles\":[\"R\"]}\n"));
+    let csv = ok(herald(&s.base, &["users", "export"]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[..3], ["userId,roles,products", "a-first,R,", "user-001,USER,Payments"]);
+    assert_eq!(lines.len(), 12);
+    assert!(lines.contains(&"user-003,ADMIN;USER,Analytics;Payments"), "{csv}");
+
+    let jsonl = ok(herald(&s.base, &["users", "export", "--format", "jsonl"]));
+    let first: Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(first, serde_json::json!({"userId": "a-first", "roles": ["R"], "products": []}));
+    for input in [csv, jsonl] {
+        let out = ok(herald_stdin(&s.base, &["users", "import", "-"], &input));
+        assert!(out.contains("added:     0\nchanged:   0\nunchanged: 11\nrejected:  0\n"), "{out}");
+    }
+}
