@@ -32,6 +32,8 @@ enum Command {
     Bench(BenchArgs),
     /// Publish a broadcast to a running server.
     Publish(client::publish::PublishArgs),
+    /// Follow a user's stream in the terminal, reconnecting after drops.
+    Tail(client::tail::TailArgs),
     /// Import or export the user directory.
     Users(client::users::UsersArgs),
     /// List, show, cancel broadcasts and read their counts.
@@ -350,6 +352,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(settings) => serve(settings.resolve()?).await,
         Command::Bench(args) => bench(args).await,
         Command::Publish(args) => client::publish::run(args).await,
+        Command::Tail(args) => client::tail::run(args).await,
         Command::Users(args) => client::users::run(args).await,
         Command::Broadcasts(args) => client::broadcasts::run(args).await,
         Command::Token(args) => {

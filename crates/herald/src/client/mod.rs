@@ -1,4 +1,4 @@
-//! The command-line client: `publish`, `users` and `broadcasts` talk to a running Herald
+//! The command-line client: `publish`, `tail`, `users` and `broadcasts` talk to a running Herald
 //! over its HTTP API. This module owns what they share: the `--url` / `--token` / `--json`
 //! options, the HTTP client, and how a failure is told to the user (the server's own `message`
 //! with the status, or which URL could not be reached).
@@ -8,6 +8,8 @@
 
 pub mod broadcasts;
 pub mod publish;
+mod sse;
+pub mod tail;
 mod text;
 mod userfile;
 pub mod users;
