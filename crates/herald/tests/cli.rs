@@ -413,3 +413,20 @@ fn with_a_token_the_client_acts_as_its_subject() {
     let err = fails(herald(&s.base, &["broadcasts", "list", "--token", &user]));
     assert!(err.contains("403"), "{err}");
 }
+
+#[test]
+fn tail_stops_with_a_clear_message_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &["--auth", "jwt", "--jwt-secret", SECRET]);
+    let mut token = Command::new(env!("CARGO_BIN_EXE_herald"));
+    token
+        .args(["token", "--sub", "user-006", "--ttl", "2s", "--jwt-secret", SECRET])
+        .env_remove("HERALD_CONFIG");
+    let token = ok(token.output().unwrap()).trim().to_owned();
+    let mut tail = Tail::start(&s.base, &["--token", &token]);
+    tail.wait_for(WAIT, |l| l.contains("CONNECTED") && l.contains("user-006"));
+    tail.wait_for(WAIT, |l| l.contains("TOKEN_EXPIRED"));
+    assert!(!tail.wait_exit().success());
+    let err = tail.stderr();
+    assert!(err.contains("the token expired") && err.contains("fresh --token"), "{err}");
+}
