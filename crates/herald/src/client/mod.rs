@@ -186,19 +186,22 @@ pub fn print_json(value: &Value) {
     println!("{value}");
 }
 
-/// Prints each entry of the response's `warnings` (strings, or objects with a `message`) to
-/// standard error.
+/// Prints each entry of the response's `warnings` to standard error.
 pub fn print_warnings(response: &Value) {
-    let Some(warnings) = response.get("warnings").and_then(Value::as_array) else { return };
-    for w in warnings {
-        let text = match w {
-            Value::String(s) => s.clone(),
-            other => {
-                other.get("message").and_then(Value::as_str).map_or_else(|| other.to_string(), str::to_owned)
-            }
-        };
-        eprintln!("warning: {text}");
+    for w in warnings(response) {
+        eprintln!("warning: {w}");
     }
+}
+
+/// The texts of a `warnings` array: strings, or objects with a `message`.
+fn warnings(response: &Value) -> Vec<String> {
+    let Some(list) = response.get("warnings").and_then(Value::as_array) else { return Vec::new() };
+    list.iter()
+        .map(|w| match w.as_str().or_else(|| w.get("message").and_then(Value::as_str)) {
+            Some(text) => text.to_owned(),
+            None => w.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -212,6 +215,13 @@ mod tests {
         assert_eq!(error_message(body).as_deref(), Some("cannot cancel: x"));
         assert_eq!(error_message("  bad gateway \n").as_deref(), Some("bad gateway"));
         assert_eq!(error_message(""), None);
+    }
+
+    #[test]
+    fn warnings_are_read_as_strings_or_objects_with_a_message() {
+        let v = serde_json::json!({"warnings": ["empty audience", {"code": "X", "message": "m"}, 3]});
+        assert_eq!(warnings(&v), ["empty audience", "m", "3"]);
+        assert!(warnings(&serde_json::json!({"id": 1})).is_empty());
     }
 
     #[test]
