@@ -2,7 +2,7 @@
 //! its `HERALD_*` variable (clap's `env`), and both override the TOML file, which overrides the
 //! defaults.
 
-use crate::config_file;
+use crate::{client, config_file};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use herald_server::config::{AuthMode, BusKind, LogFormat, Secret};
@@ -30,6 +30,14 @@ enum Command {
     Token(TokenArgs),
     /// Load generator: drive a running Herald (or another SSE server) over real HTTP and SSE.
     Bench(BenchArgs),
+    /// Publish a broadcast to a running server.
+    Publish(client::publish::PublishArgs),
+    /// Follow a user's stream in the terminal, reconnecting after drops.
+    Tail(client::tail::TailArgs),
+    /// Import or export the user directory.
+    Users(client::users::UsersArgs),
+    /// List, show, cancel broadcasts and read their counts.
+    Broadcasts(client::broadcasts::BroadcastsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -366,6 +374,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(settings) => serve(settings.resolve()?).await,
         Command::Bench(args) => bench(args).await,
+        Command::Publish(args) => client::publish::run(args).await,
+        Command::Tail(args) => client::tail::run(args).await,
+        Command::Users(args) => client::users::run(args).await,
+        Command::Broadcasts(args) => client::broadcasts::run(args).await,
         Command::Token(args) => {
             let config = args.settings.resolve()?;
             let secret =

@@ -1,0 +1,432 @@
+//! The command-line client against a real `herald serve`: `publish`, `broadcasts`, `users` and
+//! `tail` run as the built binary, and each test checks what a user of the terminal would see.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use support::{serve, Server, WAIT};
+
+const SECRET: &str = "cli-test-secret-0123456789abcdefghij";
+
+fn sqlite(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("herald.db").display())
+}
+
+/// A server with a short reconnect delay, so `tail` tests do not wait 3 s per reconnect.
+fn server(dir: &tempfile::TempDir, extra: &[&str]) -> Server {
+    let mut args = vec!["--sse-retry", "200ms"];
+    args.extend_from_slice(extra);
+    serve(&sqlite(dir), &args)
+}
+
+fn cli(base: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(args)
+        .args(["--url", base])
+        .env_remove("HERALD_URL")
+        .env_remove("HERALD_TOKEN")
+        .env_remove("HERALD_CONFIG");
+    cmd
+}
+
+fn herald(base: &str, args: &[&str]) -> Output {
+    cli(base, args).output().expect("herald runs")
+}
+
+fn herald_stdin(base: &str, args: &[&str], input: &str) -> Output {
+    let mut child = cli(base, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Standard output of a run that must succeed.
+fn ok(out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {}; stderr: {stderr}", out.status);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Standard error of a run that must fail.
+fn fails(out: Output) -> String {
+    assert!(!out.status.success(), "expected a failure; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn json(out: Output) -> Value {
+    let text = ok(out);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn publish(base: &str, args: &[&str]) -> i64 {
+    let mut all = vec!["publish", "--json"];
+    all.extend_from_slice(args);
+    json(herald(base, &all))["id"].as_i64().unwrap()
+}
+
+#[test]
+fn publish_reaches_the_audience_of_each_flag_and_reports_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let out = ok(herald(&s.base, &["publish", "--all", "hello everyone"]));
+    assert!(out.starts_with("Broadcast 1 created: ACTIVE, 10 users targeted"), "{out}");
+
+    let v = json(herald(&s.base, &["publish", "--json", "--role", "ADMIN", "hi admins"]));
+    assert_eq!((v["targetType"].as_str(), v["totalTargeted"].as_i64()), (Some("ROLE"), Some(2)));
+    assert_eq!(v["senderId"], "cli", "the sender defaults to cli without a token");
+
+    let args = [
+        "publish",
+        "--json",
+        "--product",
+        "Payments,Analytics",
+        "--priority",
+        "urgent",
+        "--category",
+        "Billing",
+    ];
+    let v = json(herald(&s.base, &[&args[..], &["invoices"]].concat()));
+    assert_eq!(v["targetIds"], serde_json::json!(["Payments", "Analytics"]));
+    assert_eq!((v["totalTargeted"].as_i64(), v["priority"].as_str()), (Some(6), Some("URGENT")));
+    assert_eq!(v["category"], "Billing");
+
+    let args = [
+        "publish",
+        "--json",
+        "--user",
+        "user-001",
+        "--user",
+        "user-004",
+        "--sender",
+        "ops",
+        "--fire-and-forget",
+    ];
+    let v = json(herald(&s.base, &[&args[..], &["ping"]].concat()));
+    assert_eq!(v["targetType"], "SELECTED");
+    assert_eq!((v["totalTargeted"].as_i64(), v["senderId"].as_str()), (Some(2), Some("ops")));
+    assert_eq!(v["fireAndForget"], true);
+
+    let err = fails(herald(&s.base, &["publish", "--all", "--role", "ADMIN", "x"]));
+    assert!(err.contains("cannot be used with"), "one audience flag group only: {err}");
+}
+
+#[test]
+fn publish_reads_standard_input_and_schedules_with_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let v = json(herald_stdin(&s.base, &["publish", "--json", "--all", "-"], "line one\nline two\n"));
+    assert_eq!(v["content"], "line one\nline two");
+
+    let before = chrono::Utc::now();
+    let v = json(herald(&s.base, &["publish", "--json", "--all", "--at", "10m", "--expires", "1h", "later"]));
+    assert_eq!(v["status"], "SCHEDULED");
+    let time = |k: &str| chrono::DateTime::parse_from_rfc3339(v[k].as_str().unwrap()).unwrap();
+    let lead = time("scheduledAt").signed_duration_since(before).num_seconds();
+    assert!((599..=660).contains(&lead), "scheduled {lead} s ahead");
+    assert_eq!(
+        time("expiresAt") - time("scheduledAt"),
+        chrono::Duration::hours(1),
+        "expiry counts from the send time"
+    );
+
+    let out = ok(herald(&s.base, &["publish", "--role", "ADMIN", "--at", "2099-01-01T09:00:00Z", "far"]));
+    assert!(out.contains("SCHEDULED for 2099-01-01"), "{out}");
+    let scheduled = json(herald(&s.base, &["broadcasts", "list", "--filter", "scheduled", "--json"]));
+    assert_eq!(scheduled.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_request_the_server_refuses_shows_its_message_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let err = fails(herald(&s.base, &["publish", "--all", "--expires", "2000-01-01T00:00:00Z", "late"]));
+    assert!(err.contains("400") && err.contains("expiresAt: is already in the past"), "{err}");
+    let err = fails(herald(&s.base, &["publish", "--all", "--at", "next tuesday", "x"]));
+    assert!(err.contains("--at") && err.contains("RFC 3339"), "{err}");
+    let list = json(herald(&s.base, &["broadcasts", "list", "--json"]));
+    assert_eq!(list, serde_json::json!([]), "nothing was created");
+}
+
+#[test]
+fn an_unreachable_server_is_named_in_the_error() {
+    let err = fails(herald("http://127.0.0.1:1", &["broadcasts", "list"]));
+    assert!(err.contains("cannot reach the Herald server at http://127.0.0.1:1"), "{err}");
+}
+
+#[test]
+fn broadcasts_are_listed_shown_counted_and_cancelled_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let id = publish(&s.base, &["--role", "ADMIN", "--priority", "high", "Deploy at six"]);
+    let list = ok(herald(&s.base, &["broadcasts", "list"]));
+    let row = list.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("ACTIVE") && row.contains("ROLE ADMIN") && row.contains("Deploy at six"), "{row}");
+
+    let show = ok(herald(&s.base, &["broadcasts", "show", &id.to_string()]));
+    assert!(show.contains("status:") && show.contains("HIGH") && show.contains("  Deploy at six"), "{show}");
+    let stats = json(herald(&s.base, &["broadcasts", "stats", &id.to_string(), "--json"]));
+    assert_eq!(stats["totalTargeted"], 2);
+    let stats = ok(herald(&s.base, &["broadcasts", "stats", &id.to_string()]));
+    assert!(stats.lines().any(|l| l.starts_with("targeted:") && l.ends_with(" 2")), "{stats}");
+
+    let out = ok(herald(&s.base, &["broadcasts", "cancel", &id.to_string()]));
+    assert_eq!(out, format!("Broadcast {id} cancelled.\n"));
+    let shown = json(herald(&s.base, &["broadcasts", "show", "--json", &id.to_string()]));
+    assert_eq!(shown["status"], "CANCELLED");
+    let err = fails(herald(&s.base, &["broadcasts", "cancel", &id.to_string()]));
+    assert!(err.contains("409") && err.contains("cannot cancel"), "{err}");
+    let err = fails(herald(&s.base, &["broadcasts", "show", "999"]));
+    assert!(err.contains("404") && err.contains("broadcast 999 does not exist"), "{err}");
+}
+
+const USERS_CSV: &str = "userId,roles,products
+user-001,USER;BILLING,Payments
+new-user,OPS,
+bad user,USER,
+user-002,ADMIN;USER,
+";
+
+#[test]
+fn users_import_reports_added_changed_unchanged_and_rejected_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let file = dir.path().join("users.csv");
+    std::fs::write(&file, USERS_CSV).unwrap();
+    let file = file.to_str().unwrap();
+
+    let out = herald(&s.base, &["users", "import", "--dry-run", file]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = fails(out);
+    assert!(text.starts_with("Dry run: nothing was written"), "{text}");
+    assert!(text.contains("added:     1\nchanged:   1\nunchanged: 1\nrejected:  1\n"), "{text}");
+    assert!(text.contains("  line 4: userId: contains ' '"), "{text}");
+    assert!(err.contains("1 line was rejected"), "{err}");
+    assert!(!ok(herald(&s.base, &["users", "export"])).contains("new-user"), "a dry run writes nothing");
+
+    let out = herald(&s.base, &["users", "import", file, "--json"]);
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    fails(out);
+    assert_eq!(summary["addedIds"], serde_json::json!(["new-user"]));
+    assert_eq!(summary["changedIds"], serde_json::json!(["user-001"]));
+    assert_eq!(summary["rejected"][0]["line"], 4);
+    assert_eq!(json(herald(&s.base, &["publish", "--json", "--role", "OPS", "x"]))["totalTargeted"], 1);
+
+    let again = herald(&s.base, &["users", "import", file]);
+    let text = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(text.contains("added:     0\nchanged:   0\nunchanged: 3\n"), "{text}");
+}
+
+#[test]
+fn users_export_is_sorted_and_imports_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    ok(herald_stdin(&s.base, &["users", "import", "-"], "{\"userId\":\"a-first\",\"roles\":[\"R\"]}\n"));
+    let csv = ok(herald(&s.base, &["users", "export"]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[..3], ["userId,roles,products", "a-first,R,", "user-001,USER,Payments"]);
+    assert_eq!(lines.len(), 12);
+    assert!(lines.contains(&"user-003,ADMIN;USER,Analytics;Payments"), "{csv}");
+
+    let jsonl = ok(herald(&s.base, &["users", "export", "--format", "jsonl"]));
+    let first: Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(first, serde_json::json!({"userId": "a-first", "roles": ["R"], "products": []}));
+    for input in [csv, jsonl] {
+        let out = ok(herald_stdin(&s.base, &["users", "import", "-"], &input));
+        assert!(out.contains("added:     0\nchanged:   0\nunchanged: 11\nrejected:  0\n"), "{out}");
+    }
+}
+
+/// A running `herald tail`, its standard output read line by line.
+struct Tail {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Tail {
+    fn start(base: &str, args: &[&str]) -> Tail {
+        let mut all = vec!["tail"];
+        all.extend_from_slice(args);
+        let mut child = cli(base, &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Tail { child, lines: rx, seen: Vec::new() }
+    }
+
+    /// Reads lines until one satisfies `pred`, within `within`.
+    fn wait_for(&mut self, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no such line in time; got {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "tail did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tail_prints_each_event_readably_or_as_json_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &[]);
+    let mut text = Tail::start(&s.base, &["--user", "user-002"]);
+    let mut json_tail = Tail::start(&s.base, &["--user", "user-003", "--json"]);
+    text.wait_for(WAIT, |l| l.contains("CONNECTED") && l.contains("user-002 (fresh connect"));
+    json_tail.wait_for(WAIT, |l| l.contains("\"event\":\"CONNECTED\""));
+
+    let id =
+        publish(&s.base, &["--role", "ADMIN", "--priority", "high", "--sender-name", "Ops", "Deploy at six"]);
+    let line = text.wait_for(WAIT, |l| l.contains(" MESSAGE "));
+    assert!(line.contains(&format!("#{id} HIGH [GENERAL] Ops: Deploy at six")), "{line}");
+    let line = json_tail.wait_for(WAIT, |l| l.contains("\"event\":\"MESSAGE\""));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["data"]["content"], "Deploy at six");
+    assert!(v["id"].as_str().is_some_and(|id| id.parse::<i64>().is_ok()), "{line}");
+
+    ok(herald(&s.base, &["broadcasts", "cancel", &id.to_string()]));
+    let line = text.wait_for(WAIT, |l| l.contains("MESSAGE_REMOVED"));
+    assert!(line.ends_with(&format!("#{id} CANCELLED")), "{line}");
+
+    assert!(text.terminate().success(), "SIGTERM ends tail with status 0");
+    assert!(json_tail.terminate().success());
+}
+
+#[test]
+fn tail_resumes_after_a_server_restart_and_prints_what_it_missed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = server(&dir, &[]);
+    let base = first.base.clone();
+    let mut tail = Tail::start(&base, &["--user", "user-007"]);
+    tail.wait_for(WAIT, |l| l.contains("CONNECTED"));
+    let before = publish(&base, &["--all", "before the restart"]);
+    tail.wait_for(WAIT, |l| l.contains(&format!("#{before} ")));
+
+    first.signal("-TERM");
+    assert!(first.wait_exit().success());
+    tail.wait_for(WAIT, |l| l.contains("SERVER_SHUTDOWN"));
+    // While tail cannot connect: publish through a server on another port over the same database.
+    let mut elsewhere = server(&dir, &[]);
+    let missed = publish(&elsewhere.base, &["--all", "while you were away"]);
+    elsewhere.signal("-TERM");
+    assert!(elsewhere.wait_exit().success());
+
+    let listen = base.trim_start_matches("http://");
+    let _second = server(&dir, &["--listen", listen]);
+    let resumed = tail.wait_for(Duration::from_secs(40), |l| l.contains("CONNECTED"));
+    assert!(resumed.contains("resuming after event"), "{resumed}");
+    tail.wait_for(WAIT, |l| l.contains(&format!("#{missed} ")));
+    let after = publish(&base, &["--all", "after the restart"]);
+    tail.wait_for(WAIT, |l| l.contains(&format!("#{after} ")));
+
+    assert!(tail.terminate().success());
+    let count = |id: i64| tail.seen.iter().filter(|l| l.contains(&format!("#{id} "))).count();
+    assert_eq!((count(before), count(missed), count(after)), (1, 1, 1), "{:#?}", tail.seen);
+}
+
+#[test]
+fn tail_stops_with_a_clear_message_at_the_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &["--max-connections-per-user", "1"]);
+    let mut first = Tail::start(&s.base, &["--user", "user-001"]);
+    first.wait_for(WAIT, |l| l.contains("CONNECTED"));
+    let mut second = Tail::start(&s.base, &["--user", "user-001"]);
+    second.wait_for(WAIT, |l| l.contains("CONNECTION_LIMIT_REACHED"));
+    assert!(!second.wait_exit().success());
+    let err = second.stderr();
+    assert!(err.contains("connection limit reached") && err.contains("1 open streams"), "{err}");
+}
+
+#[test]
+fn with_a_token_the_client_acts_as_its_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &["--auth", "jwt", "--jwt-secret", SECRET]);
+    let err = fails(herald(&s.base, &["broadcasts", "list"]));
+    assert!(err.contains("401"), "{err}");
+    let mint = |sub: &str, roles: &str| {
+        let mut token = Command::new(env!("CARGO_BIN_EXE_herald"));
+        token
+            .args(["token", "--sub", sub, "--roles", roles, "--jwt-secret", SECRET])
+            .env_remove("HERALD_CONFIG");
+        ok(token.output().unwrap()).trim().to_owned()
+    };
+    let admin = mint("admin-1", "ADMIN");
+    let user = mint("user-005", "USER");
+
+    let mut tail = Tail::start(&s.base, &["--token", &user]);
+    tail.wait_for(WAIT, |l| l.contains("CONNECTED") && l.contains("user-005"));
+    let out = cli(&s.base, &["publish", "--json", "--all", "from the token"])
+        .env("HERALD_TOKEN", &admin)
+        .output()
+        .unwrap();
+    let v = json(out);
+    assert_eq!(v["senderId"], "admin-1", "the server takes the sender from the token");
+    tail.wait_for(WAIT, |l| l.contains("from the token"));
+    let err = fails(herald(&s.base, &["broadcasts", "list", "--token", &user]));
+    assert!(err.contains("403"), "{err}");
+}
+
+#[test]
+fn tail_stops_with_a_clear_message_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir, &["--auth", "jwt", "--jwt-secret", SECRET]);
+    let mut token = Command::new(env!("CARGO_BIN_EXE_herald"));
+    token
+        .args(["token", "--sub", "user-006", "--ttl", "2s", "--jwt-secret", SECRET])
+        .env_remove("HERALD_CONFIG");
+    let token = ok(token.output().unwrap()).trim().to_owned();
+    let mut tail = Tail::start(&s.base, &["--token", &token]);
+    tail.wait_for(WAIT, |l| l.contains("CONNECTED") && l.contains("user-006"));
+    tail.wait_for(WAIT, |l| l.contains("TOKEN_EXPIRED"));
+    assert!(!tail.wait_exit().success());
+    let err = tail.stderr();
+    assert!(err.contains("the token expired") && err.contains("fresh --token"), "{err}");
+}
