@@ -1,9 +1,9 @@
-//! Operations: liveness, readiness, Prometheus metrics, the OpenAPI document and the start page.
+//! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
 use crate::app::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -13,7 +13,6 @@ pub fn router() -> Router<AppState> {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
-        .route("/", get(index))
 }
 
 async fn live() -> impl IntoResponse {
@@ -51,8 +50,4 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
-}
-
-async fn index() -> impl IntoResponse {
-    Html(include_str!("index.html"))
 }
