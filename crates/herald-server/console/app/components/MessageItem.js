@@ -21,9 +21,9 @@ export function MessageItem({ message: m, stream }) {
     if (onScreen && visible) stream.ack(m);
   }, [onScreen, visible]);
   return html`
-    <li ref=${ref} class=${`message priority-${m.priority.toLowerCase()}`} aria-label=${`Message ${m.broadcastId}`}>
+    <li ref=${ref} class=${`message tone-${m.priority.toLowerCase()}`} aria-label=${`Message ${m.broadcastId}`}>
       <div class="message-meta">
-        <${Badge} kind="priority" value=${m.priority} />
+        ${m.priority !== 'NORMAL' && html`<${Badge} kind="priority" value=${m.priority} />`}
         <span>${m.category}</span>
         <span class="hint">#${m.broadcastId} · ${m.senderName} · ${when(m.broadcastCreatedAt)}</span>
       </div>
