@@ -43,15 +43,17 @@ async function freePort() {
 }
 
 /**
- * Starts Herald and waits (with a deadline) until /health/ready answers 200.
+ * Starts Herald and waits (with a deadline) until /health/ready answers 200. `again` restarts a
+ * stopped server on its port and database.
  * @param {string[]} [extra] more `serve` arguments
+ * @param {{port: number, dir: string}} [again]
  */
-export async function startHerald(extra = []) {
+export async function startHerald(extra = [], again) {
   if (!existsSync(HERALD_BIN)) {
     throw new Error(`no Herald binary at ${HERALD_BIN}: run \`cargo build -p herald\` or set HERALD_BIN`);
   }
-  const dir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
-  const port = await freePort();
+  const dir = again?.dir ?? mkdtempSync(join(tmpdir(), 'herald-e2e-'));
+  const port = again?.port ?? (await freePort());
   const base = `http://127.0.0.1:${port}`;
   const args = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${join(dir, 'h.db')}`, ...extra];
   const child = spawn(HERALD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
@@ -75,6 +77,8 @@ export async function startHerald(extra = []) {
   }
   return {
     base,
+    port,
+    dir,
     /** Calls the API directly (test setup, not what the console does). */
     async api(path, { method = 'GET', body } = {}) {
       const r = await fetch(base + path, {
@@ -85,10 +89,11 @@ export async function startHerald(extra = []) {
       if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
       return r.status === 204 ? null : r.json();
     },
-    async stop() {
+    /** Graceful stop (SIGTERM); `keep` leaves the database for a restart. */
+    async stop({ keep = false } = {}) {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
-      rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     },
     stderr: () => stderr,
   };

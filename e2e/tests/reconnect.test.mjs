@@ -1,0 +1,62 @@
+// A user panel across a server restart: SERVER_SHUTDOWN is shown, the panel retries with back-off
+// while the server is away, and resumes from its last event id once the server is back, receiving
+// what was published meanwhile. While the server is down the panel's retries fail to connect:
+// those are the only console errors allowed here.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser, startHerald, watchConsole } from '../lib/harness.mjs';
+import { openPanel, panel } from '../lib/console.mjs';
+
+describe('User panel across a server restart', () => {
+  /** @type {Awaited<ReturnType<typeof startHerald>>} */
+  let herald;
+  /** @type {Awaited<ReturnType<typeof launchBrowser>>} */
+  let browser;
+  /** @type {string[]} */
+  let problems;
+
+  before(async () => {
+    herald = await startHerald();
+    browser = await launchBrowser();
+    problems = watchConsole(browser.context);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await herald?.stop();
+  });
+
+  it('shows SERVER_SHUTDOWN, reconnects and resumes with the last event id', async () => {
+    const page = browser.context.pages()[0] ?? (await browser.context.newPage());
+    await page.goto(`${herald.base}/#/users`);
+    await openPanel(page, 'user-002');
+    const p = panel(page, 'user-002', 1);
+    await p.getByRole('status', { name: 'Stream Live' }).waitFor();
+    const before = await herald.api('/api/admin/broadcasts', {
+      method: 'POST',
+      body: { senderId: 'e2e', content: 'Before the restart', targetType: 'ROLE', targetIds: ['ADMIN'] },
+    });
+    await p.getByRole('listitem', { name: `Message ${before.id}` }).waitFor();
+    const lastId = await p.locator('.event-id').innerText();
+    assert.match(lastId, /^\d+$/);
+
+    await herald.stop({ keep: true });
+    await p.getByText('Server shutting down').waitFor();
+    await p.getByRole('status', { name: 'Stream Reconnecting…' }).waitFor();
+
+    herald = await startHerald([], herald);
+    const during = await herald.api('/api/admin/broadcasts', {
+      method: 'POST',
+      body: { senderId: 'e2e', content: 'Published while the panel was away', targetType: 'ROLE', targetIds: ['ADMIN'] },
+    });
+    await p.getByRole('listitem', { name: `Message ${during.id}` }).waitFor({ timeout: 20000 });
+    await p.getByRole('status', { name: 'Stream Live' }).waitFor();
+    assert.equal(await p.getByRole('listitem', { name: `Message ${before.id}` }).count(), 1, 'still shown once');
+    assert.ok(Number(await p.locator('.event-id').innerText()) > Number(lastId));
+  });
+
+  it('logged nothing but failed connects while the server was down', () => {
+    const unexpected = problems.filter((p) => !/ERR_CONNECTION_REFUSED|HTTP 503/.test(p));
+    assert.deepEqual(unexpected, []);
+  });
+});
