@@ -1,3 +1,4 @@
+// @ts-check
 // Screenshots of the console's main screens at 1280×800 for the README (docs/images/console-*.png),
 // against a real Herald seeded with a few broadcasts. `--phone DIR` also writes phone-width
 // (390×844) shots of every screen into DIR, for checking by eye (they are not committed).
@@ -12,6 +13,9 @@ import { inbox, openPanel, panel } from './lib/console.mjs';
 const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'images');
 const phoneArg = process.argv.indexOf('--phone');
 const PHONE_DIR = phoneArg > 0 ? process.argv[phoneArg + 1] : null;
+
+/** @type {[string, number][]} */
+const PANELS = [['user-002', 1], ['user-007', 2], ['user-003', 3]];
 
 const herald = await startHerald();
 const browser = await launchBrowser();
@@ -54,7 +58,7 @@ try {
   // User panels, with a toast for a message that arrives while they are open.
   await page.goto(`${herald.base}/#/users`);
   for (const user of ['user-002', 'user-007', 'user-003']) await openPanel(page, user);
-  for (const [user, key] of [['user-002', 1], ['user-007', 2], ['user-003', 3]]) {
+  for (const [user, key] of PANELS) {
     await panel(page, user, key).getByRole('status', { name: 'Stream Live' }).waitFor();
   }
   await herald.api('/api/admin/broadcasts', {
@@ -64,7 +68,7 @@ try {
   await page.getByRole('status', { name: 'Notifications' }).getByText('Release 4.2').first().waitFor();
   await page.getByLabel('User ID').blur();
   // Each unread count has caught up with its inbox.
-  for (const [user, key] of [['user-002', 1], ['user-007', 2], ['user-003', 3]]) {
+  for (const [user, key] of PANELS) {
     const p = panel(page, user, key);
     await eventually(async () => (await p.locator('.unread').innerText()) === `${await inbox(p).count()} unread`, { what: `${user}'s count` });
   }

@@ -1,3 +1,4 @@
+// @ts-check
 // What a person does in the console, as Playwright steps. Elements are found by role and label.
 
 /** @typedef {import('playwright-core').Page} Page */

@@ -1,3 +1,4 @@
+// @ts-check
 // Test harness: a real `herald serve --demo` on a free port over a fresh SQLite file, and
 // Debian's Chromium driven by playwright-core. Nothing here builds Herald: run `cargo build -p
 // herald` first, or point HERALD_BIN at a binary.
@@ -13,9 +14,17 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const HERALD_BIN = process.env.HERALD_BIN || join(ROOT, 'target', 'debug', 'herald');
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-/** Polls `check` (which throws or returns falsy while the condition does not hold) until it holds. */
+/**
+ * Polls `check` (which throws or returns false, null or undefined while the condition does not
+ * hold) until it holds, and returns its value; fails after `timeout` ms.
+ * @template T
+ * @param {() => Promise<T> | T} check
+ * @param {{timeout?: number, interval?: number, what?: string}} [options]
+ * @returns {Promise<T>}
+ */
 export async function eventually(check, { timeout = 10000, interval = 50, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
+  /** @type {unknown} */
   let last;
   for (;;) {
     try {
@@ -25,7 +34,7 @@ export async function eventually(check, { timeout = 10000, interval = 50, what =
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}: ${last?.message ?? last}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}: ${last instanceof Error ? last.message : last}`);
     await new Promise((r) => setTimeout(r, interval));
   }
 }
@@ -79,8 +88,11 @@ export async function startHerald(extra = [], again) {
     base,
     port,
     dir,
-    /** Calls the API directly (test setup, not what the console does). */
-    async api(path, { method = 'GET', body } = {}) {
+    /**
+     * Calls the API directly (test setup, not what the console does).
+     * @param {string} path @param {{method?: string, body?: unknown}} [options] @returns {Promise<any>}
+     */
+    async api(path, { method = 'GET', body = undefined } = {}) {
       const r = await fetch(base + path, {
         method,
         headers: body ? { 'Content-Type': 'application/json' } : {},

@@ -1,3 +1,4 @@
+// @ts-check
 // The web console end to end: a real Herald (demo directory), Chromium, an admin tab and a tab of
 // user panels side by side. Every wait is on a condition with a deadline; no fixed sleeps.
 //
@@ -7,6 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { eventually, launchBrowser, startHerald, watchConsole } from '../lib/harness.mjs';
 import { inbox, openPanel, panel, sendBroadcast, shownIds } from '../lib/console.mjs';
+
+/** The panels the test opens: user and panel number. @type {[string, number][]} */
+const PANELS = [['user-002', 1], ['user-007', 2], ['user-002', 3]];
 
 describe('Herald web console', () => {
   /** @type {Awaited<ReturnType<typeof startHerald>>} */
@@ -54,7 +58,7 @@ describe('Herald web console', () => {
     await openPanel(users, 'user-002');
     await openPanel(users, 'user-007');
     await openPanel(users, 'user-002');
-    for (const [user, key] of [['user-002', 1], ['user-007', 2], ['user-002', 3]]) {
+    for (const [user, key] of PANELS) {
       await panel(users, user, key).getByRole('status', { name: 'Stream Live' }).waitFor();
     }
   });
@@ -71,7 +75,7 @@ describe('Herald web console', () => {
       'user-002': [sent.ALL, sent.ROLE, sent.MARKER],
       'user-007': [sent.ALL, sent.SELECTED, sent.PRODUCT, sent.MARKER],
     };
-    for (const [user, key] of [['user-002', 1], ['user-007', 2], ['user-002', 3]]) {
+    for (const [user, key] of PANELS) {
       const p = panel(users, user, key);
       await p.getByRole('listitem', { name: `Message ${sent.MARKER}` }).waitFor();
       assert.deepEqual(await shownIds(p), expected[user], `${user} panel ${key}`);
@@ -97,7 +101,7 @@ describe('Herald web console', () => {
     await screen.getByRole('button', { name: `Cancel broadcast ${sent.ALL}` }).click();
     const dialog = admin.getByRole('dialog', { name: `Cancel broadcast #${sent.ALL}?` });
     await dialog.getByRole('button', { name: 'Cancel broadcast' }).click();
-    for (const [user, key] of [['user-002', 1], ['user-007', 2], ['user-002', 3]]) {
+    for (const [user, key] of PANELS) {
       await panel(users, user, key).getByRole('listitem', { name: `Message ${sent.ALL}` }).waitFor({ state: 'detached' });
     }
     const row = screen.getByRole('row').filter({ has: admin.getByRole('link', { name: String(sent.ALL), exact: true }) });

@@ -1,3 +1,4 @@
+// @ts-check
 // The console against `auth = jwt`: it asks for a token, says when one lacks ADMIN or was refused,
 // and user panels take their own tokens and show TOKEN_EXPIRED when the server ends the stream.
 // The server's 401/403 answers are the expected console errors here; nothing else may appear.

@@ -1,3 +1,4 @@
+// @ts-check
 // A user panel across a server restart: SERVER_SHUTDOWN is shown, the panel retries with back-off
 // while the server is away, and resumes from its last event id once the server is back, receiving
 // what was published meanwhile. While the server is down the panel's retries fail to connect:

@@ -1,3 +1,4 @@
+// @ts-check
 // Talking to Herald: JSON over fetch with the tab's token, errors as ApiError carrying the
 // server's message. Admin calls report 401/403 to the shared state, which shows the token banner.
 import { getState, setAuthProblem } from './state.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // The user import format: CSV `userId,roles,products`, `;` between names inside a cell, an
 // optional header line, quotes as in RFC 4180.
 

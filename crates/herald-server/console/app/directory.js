@@ -1,3 +1,4 @@
+// @ts-check
 // The user directory as the admin screens see it: every user (paged from GET /api/admin/users),
 // the roles and products derived from them, and the audience estimate shown before sending.
 import { api, describe } from './api.js';

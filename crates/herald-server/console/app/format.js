@@ -1,3 +1,4 @@
+// @ts-check
 // Formatting shared by the screens: times, rates, character counts.
 
 export const CONTENT_LIMIT = 10000;

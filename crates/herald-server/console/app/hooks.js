@@ -1,3 +1,4 @@
+// @ts-check
 // Hooks shared by screens: page visibility and polling while the page is visible.
 import { useEffect, useRef, useState } from './html.js';
 

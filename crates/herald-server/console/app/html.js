@@ -1,3 +1,4 @@
+// @ts-check
 // The console's view layer: Preact with htm tagged templates (no JSX, so no build step).
 import { h, render, Fragment } from '../vendor/preact.mjs';
 import htm from '../vendor/htm.mjs';

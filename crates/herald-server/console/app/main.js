@@ -1,3 +1,4 @@
+// @ts-check
 // Entry point: renders the console into #app.
 import { html, render } from './html.js';
 import { App } from './components/App.js';

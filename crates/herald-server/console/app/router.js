@@ -1,3 +1,4 @@
+// @ts-check
 // Client-side routes in the URL hash (#/admin/create, #/users…), so the server needs no fallback.
 import { useEffect, useState } from './html.js';
 

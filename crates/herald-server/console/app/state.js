@@ -1,3 +1,4 @@
+// @ts-check
 // The console's one shared state: the admin token and what the server said about it, the user
 // directory, toasts and the open user panels. Components read it with useAppState(); everything
 // else (a form's fields, a page of rows) stays in the component that shows it.

@@ -1,3 +1,4 @@
+// @ts-check
 // One simulated user's live connection, as a user panel shows it: the inbox, the unread count,
 // and an EventSource on /api/user/sse/connect that follows every stream event of SPEC section 3.
 //

@@ -1,3 +1,4 @@
+// @ts-check
 // Adds a user to the directory (PUT /api/admin/users/{userId}).
 import { html, useState } from '../html.js';
 import { api, describe } from '../api.js';

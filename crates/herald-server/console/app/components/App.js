@@ -1,3 +1,4 @@
+// @ts-check
 // The shell: header, token banner, the screen the hash route names, the user panels (kept
 // mounted on every screen so their streams stay open) and the toasts.
 import { html, useEffect } from '../html.js';

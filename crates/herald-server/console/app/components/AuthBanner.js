@@ -1,3 +1,4 @@
+// @ts-check
 // Says what is wrong with the tab's admin token when the server refused it (auth = jwt).
 import { html } from '../html.js';
 import { useAppState, setState } from '../state.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // A status or priority as a coloured label.
 import { html } from '../html.js';
 

@@ -1,3 +1,4 @@
+// @ts-check
 // Admin: one broadcast's statistics: its fields, the four counts with rates (polled every 2 s
 // while visible), deliveries and reads over time, and the per-user delivery rows.
 import { html, useEffect, useRef, useState } from '../html.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // A modal confirmation for destructive actions; the safe choice has the focus.
 import { html, useEffect, useId, useRef } from '../html.js';
 

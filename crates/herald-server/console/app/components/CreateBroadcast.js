@@ -1,3 +1,4 @@
+// @ts-check
 // Admin: compose and send a broadcast with every field of SPEC section 1, the audience picked
 // from the user directory and estimated before sending.
 import { html, useEffect, useState } from '../html.js';

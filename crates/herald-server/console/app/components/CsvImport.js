@@ -1,3 +1,4 @@
+// @ts-check
 // Imports users from a CSV file (`userId,roles,products`, `;` inside a cell): one PUT per new or
 // changed user, a few at a time, with a progress bar and a summary with line numbers.
 import { html, useState } from '../html.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // Admin: dead-lettered bus events (cluster mode, Kafka bus): list, redrive, purge, one or all.
 // A server without them (the in-process bus) neither lists the routes in its OpenAPI document nor
 // answers them (404); either way the screen says so instead of showing an error.

@@ -1,3 +1,4 @@
+// @ts-check
 // Deliveries, renders and reads over time, as cumulative step lines in inline SVG, drawn from
 // the per-user delivery rows (each row's deliveredAt, renderedAt and readAt).
 import { html, useId } from '../html.js';

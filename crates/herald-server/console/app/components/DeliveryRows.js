@@ -1,3 +1,4 @@
+// @ts-check
 // One page of a broadcast's per-user delivery rows (GET …/deliveries with `limit` and `after`).
 import { html, useEffect, useState } from '../html.js';
 import { api, describe } from '../api.js';

@@ -1,14 +1,16 @@
+// @ts-check
 // The top bar: the screens, and the tab's token.
 import { html } from '../html.js';
 import { useAppState, setState } from '../state.js';
 import { claims } from '../api.js';
 
+/** Each screen: its link, its name, and whether a route is on it. @type {[string, string, (r: string[]) => boolean][]} */
 const LINKS = [
-  ['#/admin/create', 'New broadcast', (/** @type {string[]} */ r) => r[0] !== 'users' && (!r[1] || r[1] === 'create')],
-  ['#/admin/broadcasts', 'Broadcasts', (/** @type {string[]} */ r) => r[1] === 'broadcasts'],
-  ['#/admin/users', 'Users', (/** @type {string[]} */ r) => r[1] === 'users'],
-  ['#/admin/dead-letters', 'Dead letters', (/** @type {string[]} */ r) => r[1] === 'dead-letters'],
-  ['#/users', 'User panels', (/** @type {string[]} */ r) => r[0] === 'users'],
+  ['#/admin/create', 'New broadcast', (r) => r[0] !== 'users' && (!r[1] || r[1] === 'create')],
+  ['#/admin/broadcasts', 'Broadcasts', (r) => r[1] === 'broadcasts'],
+  ['#/admin/users', 'Users', (r) => r[1] === 'users'],
+  ['#/admin/dead-letters', 'Dead letters', (r) => r[1] === 'dead-letters'],
+  ['#/users', 'User panels', (r) => r[0] === 'users'],
 ];
 
 /** @param {{route: string[]}} props */

@@ -1,3 +1,4 @@
+// @ts-check
 // Admin: the broadcasts, filtered by status and paged, with counts that follow the server live
 // (the page is polled every 2 s while the tab is visible) and cancel behind a confirmation.
 import { html, useState } from '../html.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // One inbox message. It acknowledges visibility once, when at least half of it is on screen
 // in a visible tab (IntersectionObserver), which sets the user's renderedAt.
 import { html, useEffect, useRef, useState } from '../html.js';

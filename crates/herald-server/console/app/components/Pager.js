@@ -1,3 +1,4 @@
+// @ts-check
 // Previous / next buttons for cursor paging.
 import { html } from '../html.js';
 

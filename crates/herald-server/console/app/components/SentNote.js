@@ -1,3 +1,4 @@
+// @ts-check
 // The answer to a create: the new broadcast, its audience, and the server's warnings if any.
 import { html } from '../html.js';
 import { num, when } from '../format.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // The recipients of a SELECTED, ROLE or PRODUCT broadcast, picked from the user directory.
 import { html, useState } from '../html.js';
 import { tally } from '../directory.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // Short-lived notes (a new message in a user panel, a finished action), announced politely.
 import { html } from '../html.js';
 import { useAppState, dismissToast } from '../state.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // The tab's admin token (auth = jwt): kept in sessionStorage, so it dies with the tab.
 import { html, useEffect, useRef, useState } from '../html.js';
 import { useAppState, setState, setToken } from '../state.js';

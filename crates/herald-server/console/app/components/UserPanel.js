@@ -1,3 +1,4 @@
+// @ts-check
 // One simulated user: stream state with the last event id, unread count, inbox with mark read
 // and read all, and (auth = jwt) the user's own token.
 import { html, useEffect, useMemo, useReducer, useState } from '../html.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // User panels: simulated users side by side, each with its own stream. They stay mounted on
 // every screen (hidden off this one) so streams, toasts and reconnects go on while you work.
 import { html, useEffect, useState } from '../html.js';

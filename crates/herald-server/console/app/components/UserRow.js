@@ -1,3 +1,4 @@
+// @ts-check
 // One directory row; Edit turns its roles and products into inputs (comma-separated).
 import { html, useState } from '../html.js';
 import { api, describe } from '../api.js';

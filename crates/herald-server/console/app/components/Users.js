@@ -1,3 +1,4 @@
+// @ts-check
 // Admin: the user directory: search, add, edit roles and products, delete, import a CSV.
 import { html, useEffect, useState } from '../html.js';
 import { api, describe } from '../api.js';
