@@ -1,14 +1,14 @@
 // @ts-check
-// A user panel across a server restart: SERVER_SHUTDOWN is shown, the panel retries with back-off
-// while the server is away, and resumes from its last event id once the server is back, receiving
-// what was published meanwhile. While the server is down the panel's retries fail to connect:
-// those are the only console errors allowed here.
+// User panels when the server ends streams: across a restart (SERVER_SHUTDOWN is shown, the panel
+// retries with back-off while the server is away and resumes from its last event id, receiving what
+// was published meanwhile), and over the per-user stream limit (CONNECTION_LIMIT_REACHED). While
+// the server is down the panel's retries fail to connect: those are the only console errors allowed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, startHerald, watchConsole } from '../lib/harness.mjs';
+import { eventually, launchBrowser, startHerald, watchConsole } from '../lib/harness.mjs';
 import { openPanel, panel } from '../lib/console.mjs';
 
-describe('User panel across a server restart', () => {
+describe('User panels when the server ends their streams', () => {
   /** @type {Awaited<ReturnType<typeof startHerald>>} */
   let herald;
   /** @type {Awaited<ReturnType<typeof launchBrowser>>} */
@@ -54,6 +54,23 @@ describe('User panel across a server restart', () => {
     await p.getByRole('status', { name: 'Stream Live' }).waitFor();
     assert.equal(await p.getByRole('listitem', { name: `Message ${before.id}` }).count(), 1, 'still shown once');
     assert.ok(Number(await p.locator('.event-id').innerText()) > Number(lastId));
+  });
+
+  it('the stream over the per-user limit says so and stops; it reconnects once a panel closes', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(`${herald.base}/#/users`);
+    // The default limit is 4 streams per user.
+    for (let i = 0; i < 5; i++) await openPanel(page, 'user-009');
+    const panels = page.getByRole('region', { name: /^user-009 panel / });
+    const live = panels.filter({ has: page.getByRole('status', { name: 'Stream Live' }) });
+    const limited = panels.filter({ hasText: 'Connection limit reached' });
+    await limited.waitFor();
+    await limited.getByRole('status', { name: 'Stream Closed' }).waitFor();
+    await eventually(async () => (await live.count()) === 4, { what: '4 live panels' });
+    await live.first().getByRole('button', { name: /^Close user-009 panel/ }).click();
+    await limited.getByRole('button', { name: 'Reconnect' }).click();
+    await eventually(async () => (await live.count()) === 4, { what: '4 live panels after the reconnect' });
+    await page.close();
   });
 
   it('logged nothing but failed connects while the server was down', () => {

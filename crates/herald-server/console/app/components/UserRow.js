@@ -50,11 +50,11 @@ export function UserRow({ user, onDelete }) {
   return html`<tr class="editing">
     <th scope="row">${user.userId}</th>
     <td>
-      <label class="sr-only" for=${`${form}-roles`}>Roles of ${user.userId}</label>
+      <label class="mini-label" for=${`${form}-roles`}>Roles of ${user.userId}</label>
       <input id=${`${form}-roles`} form=${form} value=${roles} onInput=${(/** @type {any} */ e) => setRoles(e.currentTarget.value)} placeholder="ADMIN, USER" />
     </td>
     <td>
-      <label class="sr-only" for=${`${form}-products`}>Products of ${user.userId}</label>
+      <label class="mini-label" for=${`${form}-products`}>Products of ${user.userId}</label>
       <input id=${`${form}-products`} form=${form} value=${products} onInput=${(/** @type {any} */ e) => setProducts(e.currentTarget.value)} placeholder="Payments" />
       ${error && html`<p class="error-text" role="alert">${error}</p>`}
     </td>
