@@ -98,8 +98,15 @@ describe('Herald web console', () => {
   it('cancelling from the manage screen removes the message live and updates the list', async () => {
     await admin.goto(`${herald.base}/#/admin/broadcasts`);
     const screen = admin.getByRole('region', { name: 'Broadcasts' });
-    await screen.getByRole('button', { name: `Cancel broadcast ${sent.ALL}` }).click();
+    const cancel = screen.getByRole('button', { name: `Cancel broadcast ${sent.ALL}` });
     const dialog = admin.getByRole('dialog', { name: `Cancel broadcast #${sent.ALL}?` });
+    // Escape backs out (the safe button has the focus), and nothing is cancelled.
+    await cancel.click();
+    await dialog.getByRole('button', { name: 'Keep it' }).and(admin.locator(':focus')).waitFor();
+    await admin.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    assert.equal((await herald.api(`/api/admin/broadcasts/${sent.ALL}`)).status, 'ACTIVE');
+    await cancel.click();
     await dialog.getByRole('button', { name: 'Cancel broadcast' }).click();
     for (const [user, key] of PANELS) {
       await panel(users, user, key).getByRole('listitem', { name: `Message ${sent.ALL}` }).waitFor({ state: 'detached' });

@@ -170,7 +170,9 @@ export function CreateBroadcast() {
           />`}
           <p class="estimate" id="audience-estimate" aria-live="polite">
             ${estimate === null
-              ? 'Audience: loading the directory…'
+              ? usersError
+                ? 'Audience: unknown until the directory loads.'
+                : 'Audience: loading the directory…'
               : html`Audience: <strong>${num(estimate)} user${estimate === 1 ? '' : 's'}</strong>${' '}
                   <span class="hint">(an estimate from the directory of ${num(users?.length ?? 0)} users; the server decides membership when it delivers)</span>`}
           </p>

@@ -40,7 +40,7 @@ export function UserPanel({ panel }) {
         <span class=${`state state-${v.status}`} role="status" aria-label=${`Stream ${STATUS_TEXT[v.status]}`}>${STATUS_TEXT[v.status]}</span>
         <span class="hint">last event id <span class="event-id">${v.lastEventId ?? '—'}</span></span>
         ${v.heartbeat && html`<span class="hint">heartbeat ${clock(v.heartbeat)}</span>`}
-        <span class="unread" aria-live="polite">${v.unread === null ? '…' : v.unread} unread</span>
+        ${v.unread !== null && html`<span class="unread" aria-live="polite">${v.unread} unread</span>`}
       </div>
       ${v.notice && html`<p class=${`notice ${v.notice.tone}`} role=${v.notice.tone === 'info' ? 'status' : 'alert'}>${v.notice.text}</p>`}
       ${v.needsToken &&
@@ -56,7 +56,7 @@ export function UserPanel({ panel }) {
           ? html`<button type="button" class="btn small" onClick=${() => stream.reconnect()}>Reconnect</button>`
           : html`<button type="button" class="btn small" onClick=${() => stream.disconnect()}>Disconnect</button>`}
       </div>
-      ${v.inboxError && html`<p class="error-text" role="alert">Inbox: ${v.inboxError}</p>`}
+      ${v.inboxError && !v.needsToken && html`<p class="error-text" role="alert">Inbox: ${v.inboxError}</p>`}
       <ul class="inbox" aria-label=${`Inbox of ${name}`}>
         ${v.messages.map((m) => html`<${MessageItem} key=${m.broadcastId} message=${m} stream=${stream} />`)}
       </ul>
