@@ -102,7 +102,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn content_type(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map_or("", |(_, ext)| ext);
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
     match ext {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
@@ -110,8 +111,8 @@ fn content_type(path: &str) -> &'static str {
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "json" => "application/json",
+        // Licence files have no extension.
         "md" | "txt" | "" => "text/plain; charset=utf-8",
-        _ if !path.contains('.') => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
 }
