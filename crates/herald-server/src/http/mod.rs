@@ -3,6 +3,7 @@
 
 mod admin_broadcasts;
 mod admin_users;
+mod console;
 mod openapi;
 mod ops;
 mod streams;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(user_messages::router())
         .merge(streams::router())
         .merge(ops::router())
+        .merge(console::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))

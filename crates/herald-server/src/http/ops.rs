@@ -1,10 +1,10 @@
-//! Operations: liveness, readiness, Prometheus metrics, the OpenAPI document and the start page.
+//! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -14,7 +14,6 @@ pub fn router() -> Router<AppState> {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
-        .route("/", get(index))
 }
 
 async fn live() -> impl IntoResponse {
@@ -71,8 +70,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn openapi(State(app): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], super::openapi::document(app.config.auth))
-}
-
-async fn index() -> impl IntoResponse {
-    Html(include_str!("index.html"))
 }
