@@ -12,6 +12,19 @@ pub enum RemovalReason {
     Expired,
 }
 
+impl RemovalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Cancelled, Self::Expired].into_iter().find(|r| r.as_str() == text)
+    }
+}
+
 /// What happened. `UserChanged` is internal: it keeps every node's view of connected users'
 /// roles and products current and is never sent to clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,14 +4,17 @@
 //! without a database or a network; the storage backends and the server build on these types.
 
 pub mod broadcast;
+pub mod command;
 pub mod error;
 pub mod event;
 pub mod message;
+pub mod record;
 pub mod time;
 pub mod user;
 pub mod validate;
 
 pub use broadcast::{Broadcast, BroadcastStatus, Priority, Target, TargetType, TransitionError};
+pub use command::{Change, Delivery, Refusal};
 pub use error::FieldError;
 pub use event::{Event, EventBody, RemovalReason};
 pub use message::{DeliveryStatus, MessageView, ReadStatus};

@@ -1,9 +1,7 @@
 //! Abuse limits: each answers 429 with `Retry-After` at its threshold and recovers after its
 //! window; oversized or slow request heads are cut off; CORS is same-origin unless configured.
 
-mod common;
-
-use common::{spawn_app, spawn_with, Backend, TestApp};
+use herald_testkit::{spawn_app, spawn_with, Backend, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,13 +2,8 @@
 //! belong, errors outside the JSON format, `userId` parameters in JWT mode, HTTP framing rules,
 //! and metrics that count what happened.
 
-#[macro_use]
-mod common;
-
-use common::{id_of, spawn_app, spawn_with, Backend, TestApp, WAIT};
-use herald_domain::Timestamp;
 use herald_server::config::{AuthMode, Secret};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use herald_testkit::{id_of, on_both_backends, spawn_app, spawn_with, token, Backend, TestApp, WAIT};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -229,11 +224,6 @@ async fn ambiguous_http_framing_is_refused() {
 
 const SECRET: &str = "hardening-test-secret-0123456789abcdef";
 
-fn token(sub: &str, roles: &[&str]) -> String {
-    let claims = json!({"sub": sub, "roles": roles, "exp": Timestamp::now().millis() / 1000 + 600});
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_jwt_mode_every_user_id_parameter_must_be_the_callers() {
     let app = spawn_with(Backend::Sqlite, |c| {
@@ -241,7 +231,7 @@ async fn in_jwt_mode_every_user_id_parameter_must_be_the_callers() {
         c.jwt_secret = Some(Secret::new(SECRET));
     })
     .await;
-    let me = token("user-004", &["USER"]);
+    let me = token(SECRET, "user-004", &["USER"], 600);
     let post = |query: &str, body: Value| {
         app.client
             .post(app.url(&format!("/api/user/messages/read-all{query}")))

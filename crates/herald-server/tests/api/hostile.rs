@@ -2,12 +2,8 @@
 //! thrown at a server with `auth = jwt`. Every answer is a client error or a success for the
 //! caller's own data; never a 5xx, never a panic, never another user's messages.
 
-mod common;
-
-use common::{spawn_with, Backend, TestApp};
-use herald_domain::Timestamp;
 use herald_server::config::{AuthMode, Secret};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use herald_testkit::{spawn_with, token, Backend, TestApp};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -22,12 +18,6 @@ struct World {
     admin: String,
 }
 
-fn token(sub: &str, roles: &[&str], ttl: i64, secret: &str) -> String {
-    let now = Timestamp::now().millis() / 1000;
-    let claims = json!({"sub": sub, "roles": roles, "exp": now + ttl});
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
-}
-
 /// One server for all cases: user-002 has a private message that user-001 must never see.
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
@@ -37,7 +27,7 @@ fn world() -> &'static World {
             c.auth = AuthMode::Jwt;
             c.jwt_secret = Some(Secret::new(SECRET));
         }));
-        let admin = token("admin-1", &["ADMIN"], 3600, SECRET);
+        let admin = token(SECRET, "admin-1", &["ADMIN"], 3600);
         rt.block_on(async {
             let r = app
                 .client
@@ -49,7 +39,7 @@ fn world() -> &'static World {
                 .unwrap();
             assert_eq!(r.status(), 201);
         });
-        World { rt, app, alice: token("user-001", &["USER"], 3600, SECRET), admin }
+        World { rt, app, alice: token(SECRET, "user-001", &["USER"], 3600), admin }
     })
 }
 
@@ -148,12 +138,12 @@ proptest! {
         let w = world();
         let t = match kind {
             0 => noise.clone(),
-            1 => token("user-002", &["ADMIN"], -120, SECRET),
-            2 => token("user-002", &["ADMIN"], 600, "a-different-secret-a-different-secret!"),
+            1 => token(SECRET, "user-002", &["ADMIN"], -120),
+            2 => token("a-different-secret-a-different-secret!", "user-002", &["ADMIN"], 600),
             3 => format!("eyJhbGciOiJub25lIn0.{}.", noise),
             4 => "A".repeat(9_000),
             5 => format!("{}.{}.{}", noise, noise, noise),
-            _ => format!("{}x", token("user-002", &["ADMIN"], 600, SECRET)),
+            _ => format!("{}x", token(SECRET, "user-002", &["ADMIN"], 600)),
         };
         let (status, _) = send(w.app.client.get(w.app.url("/api/user/messages")).bearer_auth(t), true);
         prop_assert_eq!(status, 401);

@@ -2,11 +2,9 @@
 //! once, reports the server's memory, and survives a small reconnect storm. No timing is asserted
 //! here; figures belong in docs/benchmarks.md.
 
-mod support;
-
+use crate::support::serve;
 use serde_json::Value;
 use std::process::Command;
-use support::serve;
 
 #[test]
 fn a_small_bench_run_delivers_every_pair_once_and_reports_json() {

@@ -1,10 +1,7 @@
 //! Broadcast lifecycle: cancel, expiry and scheduling, live and on replay, across restarts.
 
-#[macro_use]
-mod common;
-
-use common::{id_of, spawn_app, Backend};
 use herald_domain::Timestamp;
+use herald_testkit::{id_of, on_both_backends, spawn_app, Backend};
 use serde_json::json;
 
 fn at(offset_ms: i64) -> String {

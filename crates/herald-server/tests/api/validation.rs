@@ -1,11 +1,8 @@
 //! Bad input: every malformed request gets the right 4xx, in the JSON error format, with a message
 //! that names the problem, and nothing is stored.
 
-#[macro_use]
-mod common;
-
-use common::{spawn_app, Backend};
 use herald_domain::Timestamp;
+use herald_testkit::{on_both_backends, spawn_app, Backend};
 use serde_json::{json, Value};
 
 struct Case {

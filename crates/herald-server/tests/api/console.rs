@@ -2,9 +2,7 @@
 //! with their content types and ETags, revalidation, and JSON 404s for unknown files. The
 //! console does not touch the database, so these run on SQLite only.
 
-mod common;
-
-use common::{spawn_app, Backend};
+use herald_testkit::{spawn_app, Backend};
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
 

@@ -2,15 +2,13 @@
 //! tokens the server accepts, a JWKS key rotation is picked up on SIGHUP, and query-string tokens
 //! never reach the logs.
 
-mod support;
-
+use crate::support::{serve, WAIT};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{serve, WAIT};
 
 const SECRET: &str = "process-test-secret-0123456789abcdef";
 

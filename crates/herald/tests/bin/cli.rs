@@ -1,14 +1,12 @@
 //! The command-line client against a real `herald serve`: `publish`, `broadcasts`, `users` and
 //! `tail` run as the built binary, and each test checks what a user of the terminal would see.
 
-mod support;
-
+use crate::support::{serve, Server, WAIT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{serve, Server, WAIT};
 
 const SECRET: &str = "cli-test-secret-0123456789abcdefghij";
 

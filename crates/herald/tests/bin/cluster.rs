@@ -1,12 +1,10 @@
 //! Several `herald serve` processes on one PostgreSQL database: the scheduler and the relay run on
 //! exactly one of them, and move to another within the lease time when the leader is killed.
 
-mod support;
-
+use crate::support::{serve, Server, WAIT};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
-use support::{serve, Server, WAIT};
 
 const LEASE_MS: i64 = 2_000;
 

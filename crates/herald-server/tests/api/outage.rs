@@ -3,10 +3,7 @@
 //! anything it acknowledged. The test runs its own PostgreSQL (initdb + pg_ctl from the Debian
 //! server packages) on a free port, so it can stop and start it.
 
-#[macro_use]
-mod common;
-
-use common::{id_of, spawn_on, Backend, TestApp, TestDb};
+use herald_testkit::{id_of, spawn_on, Backend, TestApp, TestDb};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,5 @@
 //! Running the `herald` binary as a child process.
 
-#![allow(dead_code)]
-
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,9 +1,6 @@
 //! Delivery guarantees of SPEC section 2, end to end over HTTP and SSE.
 
-#[macro_use]
-mod common;
-
-use common::{id_of, spawn_app, spawn_with, Backend, SseClient};
+use herald_testkit::{id_of, on_both_backends, spawn_app, spawn_with, Backend, SseClient};
 use serde_json::json;
 use std::collections::BTreeSet;
 

@@ -2,10 +2,7 @@
 //! catch-up, bodies that never end, too many connections from one address, and answers sent
 //! before the whole request was read.
 
-#[macro_use]
-mod common;
-
-use common::{spawn_with, Backend, TestApp, WAIT};
+use herald_testkit::{on_both_backends, spawn_with, Backend, TestApp, WAIT};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,7 +76,7 @@ async fn a_reading_client_still_gets_its_whole_catch_up_in_order(backend: Backen
     let app = spawn_with(backend, |c| c.replay_window = 10).await;
     let mut ids = Vec::new();
     for i in 0..70 {
-        ids.push(common::id_of(
+        ids.push(herald_testkit::id_of(
             &app.publish(json!({"content": format!("m{i} {}", "x".repeat(4_000))})).await,
         ));
     }

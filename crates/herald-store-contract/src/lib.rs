@@ -1,18 +1,18 @@
-//! The storage contract, run against every backend through the `Store` trait.
+//! The storage contract: scenarios every backend must pass through the `Store` trait, run on
+//! SQLite and PostgreSQL by this crate's tests (`tests/contract.rs`). It is the safety net for
+//! changes to the backends: a scenario written once holds for both.
 
-#[macro_use]
-mod common;
-
-use common::{Backend, TestDb};
 use herald_domain::{
     BroadcastStatus, CreateBroadcastRequest, EventBody, NewBroadcast, Timestamp, User, UserId,
 };
 use herald_store::{DeliveryMark, Store};
 use herald_store_postgres::{PgStore, PoolSettings};
 use herald_store_sqlite::SqliteStore;
+use herald_testkit::{Backend, TestDb};
 use std::sync::Arc;
 
-async fn open(db: &TestDb) -> Arc<dyn Store> {
+/// Opens the backend the URL names.
+pub async fn open(db: &TestDb) -> Arc<dyn Store> {
     if db.url.starts_with("postgres") {
         Arc::new(PgStore::open(&db.url, PoolSettings::default()).await.expect("open PostgreSQL"))
     } else {
@@ -50,7 +50,7 @@ async fn relay_all(store: &Arc<dyn Store>) -> Vec<herald_domain::Event> {
     }
 }
 
-async fn relay_assigns_contiguous_positions_that_survive_reopening(backend: Backend) {
+pub async fn relay_assigns_contiguous_positions_that_survive_reopening(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -74,7 +74,7 @@ async fn relay_assigns_contiguous_positions_that_survive_reopening(backend: Back
     db.drop_database().await;
 }
 
-async fn a_scheduled_broadcast_activates_once_however_many_schedulers_run(backend: Backend) {
+pub async fn a_scheduled_broadcast_activates_once_however_many_schedulers_run(backend: Backend) {
     let db = backend.fresh_database().await;
     let stores = [open(&db).await, open(&db).await, open(&db).await];
     let now = Timestamp::now();
@@ -98,7 +98,7 @@ async fn a_scheduled_broadcast_activates_once_however_many_schedulers_run(backen
     db.drop_database().await;
 }
 
-async fn reading_twice_or_concurrently_emits_one_receipt(backend: Backend) {
+pub async fn reading_twice_or_concurrently_emits_one_receipt(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -127,7 +127,7 @@ async fn reading_twice_or_concurrently_emits_one_receipt(backend: Backend) {
     db.drop_database().await;
 }
 
-async fn delivery_marks_keep_the_first_time_and_feed_the_counts(backend: Backend) {
+pub async fn delivery_marks_keep_the_first_time_and_feed_the_counts(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -148,7 +148,7 @@ async fn delivery_marks_keep_the_first_time_and_feed_the_counts(backend: Backend
     db.drop_database().await;
 }
 
-async fn pending_stops_at_the_given_position_and_skips_delivered(backend: Backend) {
+pub async fn pending_stops_at_the_given_position_and_skips_delivered(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -177,7 +177,7 @@ async fn pending_stops_at_the_given_position_and_skips_delivered(backend: Backen
     db.drop_database().await;
 }
 
-async fn seeding_is_idempotent_and_keeps_edits(backend: Backend) {
+pub async fn seeding_is_idempotent_and_keeps_edits(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -195,7 +195,7 @@ async fn seeding_is_idempotent_and_keeps_edits(backend: Backend) {
     db.drop_database().await;
 }
 
-async fn a_burst_of_first_connects_gets_every_user_once(backend: Backend) {
+pub async fn a_burst_of_first_connects_gets_every_user_once(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -221,7 +221,7 @@ async fn a_burst_of_first_connects_gets_every_user_once(backend: Backend) {
     db.drop_database().await;
 }
 
-async fn one_batch_of_marks_over_several_broadcasts_counts_each(backend: Backend) {
+pub async fn one_batch_of_marks_over_several_broadcasts_counts_each(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
@@ -251,23 +251,12 @@ async fn one_batch_of_marks_over_several_broadcasts_counts_each(backend: Backend
     db.drop_database().await;
 }
 
-on_both_backends!(
-    relay_assigns_contiguous_positions_that_survive_reopening,
-    a_scheduled_broadcast_activates_once_however_many_schedulers_run,
-    reading_twice_or_concurrently_emits_one_receipt,
-    delivery_marks_keep_the_first_time_and_feed_the_counts,
-    pending_stops_at_the_given_position_and_skips_delivered,
-    seeding_is_idempotent_and_keeps_edits,
-    a_burst_of_first_connects_gets_every_user_once,
-    one_batch_of_marks_over_several_broadcasts_counts_each,
-);
-
-#[tokio::test]
-async fn on_postgres_the_lease_has_one_holder_until_it_expires() {
-    if !Backend::postgres_available("the lease test") {
+/// Two stores on one database (PostgreSQL: SQLite grants its one process the lease always).
+pub async fn on_postgres_the_lease_has_one_holder_until_it_expires(backend: Backend) {
+    if backend != Backend::Postgres {
         return;
     }
-    let db = Backend::Postgres.fresh_database().await;
+    let db = backend.fresh_database().await;
     let (a, b) = (open(&db).await, open(&db).await);
     let now = Timestamp::now();
     let until = now.plus_millis(1_000);

@@ -1,9 +1,6 @@
 //! Stream mechanics: slow clients, heartbeats, disconnect, stats and graceful shutdown.
 
-#[macro_use]
-mod common;
-
-use common::{id_of, spawn_app, spawn_with, Backend, SseClient, WAIT};
+use herald_testkit::{id_of, on_both_backends, spawn_app, spawn_with, Backend, SseClient, WAIT};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

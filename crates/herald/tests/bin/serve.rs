@@ -1,13 +1,11 @@
 //! The `herald` binary as a process: crash durability (SIGKILL), graceful SIGTERM, and the
 //! `config` / `migrate` subcommands.
 
-mod support;
-
+use crate::support::{serve, WAIT};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{serve, WAIT};
 
 fn sqlite(path: &std::path::Path) -> String {
     format!("sqlite://{}", path.display())

@@ -1,11 +1,9 @@
 //! Authentication and authorization with `auth = jwt`: no user reaches another's messages, admins
 //! need role ADMIN, tokens come from header, query or cookie, and bad tokens get 401.
 
-mod common;
-
-use common::{id_of, spawn_with, Backend, SseClient, TestApp};
 use herald_domain::Timestamp;
 use herald_server::config::{AuthMode, Secret};
+use herald_testkit::{id_of, spawn_with, token_with, Backend, SseClient, TestApp};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -35,7 +33,7 @@ fn claims(sub: &str, roles: &[&str], ttl: i64) -> Value {
 }
 
 fn sign(claims: &Value) -> String {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    token_with(SECRET, claims)
 }
 
 fn token(sub: &str, roles: &[&str]) -> String {

@@ -1,0 +1,14 @@
+//! Herald's API end to end: a real server on port 0 per test, over HTTP and SSE, on SQLite and
+//! (with `HERALD_TEST_POSTGRES_URL`) PostgreSQL. One test binary; one module per area.
+
+mod auth;
+mod console;
+mod delivery;
+mod hardening_input;
+mod hardening_streams;
+mod hostile;
+mod lifecycle;
+mod limits;
+mod outage;
+mod streams;
+mod validation;

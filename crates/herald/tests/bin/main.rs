@@ -1,0 +1,9 @@
+//! The `herald` binary run as a child process: serve, signals, configuration, tokens, the
+//! command-line client, the load generator and several nodes on one database. One test binary.
+
+mod auth;
+mod bench_smoke;
+mod cli;
+mod cluster;
+mod serve;
+mod support;
