@@ -3,56 +3,36 @@
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::hub::{frame, Hub, HubConfig};
-use crate::leader::{while_leader, Leadership};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::net::runtime::StreamRuntime;
+use crate::net::ConnLimits;
 use crate::recorder::Recorder;
-use crate::streams::StreamRuntime;
-use crate::{feed, housekeeping, http, relay, scheduler, server};
+use crate::state::{AppState, Inner};
+use crate::stream::{frame, Hub, HubConfig, StreamService};
+use crate::tasks::leader::{while_leader, Leadership};
+use crate::tasks::{feed, housekeeping, relay, scheduler};
+use crate::{http, net};
 use herald_bus::{EventBus, MemoryBus};
 use herald_domain::{demo_users, Timestamp};
 use herald_store::{Store, StoreError};
-use herald_store_postgres::{PgStore, PoolSettings};
-use herald_store_sqlite::SqliteStore;
+use herald_store_postgres::PoolSettings;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot read the JWT keys")]
+    Keys(#[from] crate::auth::KeyError),
+    #[error("cannot open the database")]
     Store(#[from] StoreError),
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] std::io::Error),
-}
-
-/// Shared state of the HTTP handlers: a cheap `Clone` of one `Arc`.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub config: Config,
-    pub auth: Auth,
-    pub limits: Limits,
-    pub store: Arc<dyn Store>,
-    pub bus: Arc<dyn EventBus>,
-    pub hub: Arc<Hub>,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub node_id: String,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
 }
 
 /// Re-reads the JWT key file; the old keys stay in use when the file is unreadable or invalid.
@@ -60,7 +40,7 @@ impl Deref for AppState {
 pub struct ReloadHandle(AppState);
 
 impl ReloadHandle {
-    pub fn reload_keys(&self) -> Result<usize, String> {
+    pub fn reload_keys(&self) -> Result<usize, crate::auth::KeyError> {
         let n = self.0.auth.reload()?;
         tracing::info!(keys = n, "JWT keys reloaded");
         Ok(n)
@@ -72,7 +52,7 @@ pub struct Running {
     pub addr: SocketAddr,
     state: AppState,
     stop: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
+    done: JoinHandle<()>,
 }
 
 impl Running {
@@ -96,12 +76,29 @@ impl Running {
     }
 }
 
+/// The background work of a node and how to stop it: the tasks first, the recorder last (it
+/// flushes what the others recorded).
+struct Background {
+    tasks: JoinSet<()>,
+    tasks_stop: CancellationToken,
+    recording: JoinHandle<()>,
+    recorder_stop: CancellationToken,
+}
+
+impl Background {
+    async fn stop(mut self) {
+        self.tasks_stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.recorder_stop.cancel();
+        let _ = self.recording.await;
+    }
+}
+
 /// Opens storage, starts every task and begins serving on `listener`. Returns once the server
 /// is ready to take requests.
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
-    config.check().map_err(ServerError::Config)?;
-    let auth = Auth::new(&config).map_err(ServerError::Config)?;
-    let limits = Limits::new(&config);
+    config.check()?;
+    let auth = Auth::new(&config)?;
     let addr = listener.local_addr()?;
     let store = open_store(&config).await?;
     if config.demo {
@@ -112,93 +109,109 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let metrics = Arc::new(Metrics::default());
     let hub = Arc::new(Hub::new(hub_config(&config), head, metrics.clone()));
     let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new(4_096));
-    let subscription = bus.subscribe();
     let (recorder, recorder_rx) = Recorder::new(1_024);
-
     let node_id = config.node_id.clone().unwrap_or_else(|| default_node_id(addr));
+    let streams =
+        StreamService::new(hub.clone(), store.clone(), recorder.clone(), metrics.clone(), config.sse_retry);
+    let state = AppState::new(Inner {
+        limits: Limits::new(&config),
+        config,
+        auth,
+        store,
+        bus,
+        hub,
+        streams,
+        recorder,
+        metrics,
+        node_id,
+    });
+    let background = spawn_background(&state, recorder_rx);
+    let conn_limits = conn_limits(&state);
+    let runtime = Arc::new(StreamRuntime::start()?);
+    let stop = CancellationToken::new();
+    tracing::info!(%addr, node = %state.node_id, "herald is ready");
+    let done = tokio::spawn(serve(listener, state.clone(), conn_limits, runtime, stop.clone(), background));
+    Ok(Running { addr, state, stop, done })
+}
+
+/// Serves until `stop`, then shuts down in order.
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    limits: ConnLimits,
+    runtime: Arc<StreamRuntime>,
+    stop: CancellationToken,
+    background: Background,
+) {
+    let router = http::router(state.clone());
+    let hub = state.hub.clone();
+    let announce = move || {
+        let streams = hub.shutdown(shutdown_frame());
+        tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
+    };
+    net::serve(listener, router, limits, stop, state.config.shutdown_grace, runtime.clone(), announce).await;
+    drop(runtime);
+    background.stop().await;
+    let store = state.store.clone();
+    drop(state);
+    store.close().await;
+    tracing::info!("herald stopped");
+}
+
+/// The node's tasks: leadership, the feed and heartbeats everywhere; the relay, the scheduler and
+/// log pruning while leading; and the delivery recorder.
+fn spawn_background(
+    state: &AppState,
+    recorder_rx: tokio::sync::mpsc::Receiver<Vec<herald_store::DeliveryMark>>,
+) -> Background {
+    let (store, config) = (state.store.clone(), &state.config);
     let tasks_stop = CancellationToken::new();
-    let recorder_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
-    let leadership =
-        Leadership { store: store.clone(), node_id: node_id.clone(), ttl: config.lease_ttl, bus: config.bus };
+    let (leader_tx, leader) = tokio::sync::watch::channel(false);
+    let leadership = Leadership {
+        store: store.clone(),
+        node_id: state.node_id.clone(),
+        ttl: config.lease_ttl,
+        bus: config.bus,
+    };
     tasks.spawn(leadership.run(leader_tx, tasks_stop.clone()));
-    tasks.spawn(feed::run(hub.clone(), store.clone(), subscription, recorder.clone(), tasks_stop.clone()));
-    tasks.spawn(housekeeping::heartbeats(hub.clone(), config.heartbeat_interval, tasks_stop.clone()));
-    {
-        let (store, bus, metrics) = (store.clone(), bus.clone(), metrics.clone());
-        tasks.spawn(while_leader(leader_rx.clone(), tasks_stop.clone(), move |stop| {
-            relay::run(store.clone(), bus.clone(), metrics.clone(), stop)
-        }));
-    }
-    {
-        let store = store.clone();
-        tasks.spawn(while_leader(leader_rx.clone(), tasks_stop.clone(), move |stop| {
-            scheduler::run(store.clone(), stop)
-        }));
-    }
-    {
-        let (store, retention) = (store.clone(), config.event_retention);
-        tasks.spawn(while_leader(leader_rx, tasks_stop.clone(), move |stop| {
-            housekeeping::prune_log(store.clone(), retention, stop)
-        }));
-    }
+    let feed = feed::Feed { hub: state.hub.clone(), store: store.clone(), recorder: state.recorder.clone() };
+    tasks.spawn(feed.run(state.bus.subscribe(), tasks_stop.clone()));
+    tasks.spawn(housekeeping::heartbeats(state.hub.clone(), config.heartbeat_interval, tasks_stop.clone()));
+    let relay = relay::Relay { store: store.clone(), bus: state.bus.clone(), metrics: state.metrics.clone() };
+    tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| relay.clone().run(stop)));
+    let scheduling = store.clone();
+    tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| {
+        scheduler::run(scheduling.clone(), stop)
+    }));
+    let (pruning, retention) = (store.clone(), config.event_retention);
+    tasks.spawn(while_leader(leader, tasks_stop.clone(), move |stop| {
+        housekeeping::prune_log(pruning.clone(), retention, stop)
+    }));
+    let recorder_stop = CancellationToken::new();
     let recording = {
-        let (recorder, store, metrics) = (recorder.clone(), store.clone(), metrics.clone());
+        let (recorder, metrics) = (state.recorder.clone(), state.metrics.clone());
         let (flush, stop) = (config.delivery_flush_interval, recorder_stop.clone());
         tokio::spawn(async move { recorder.run(recorder_rx, store, flush, metrics, stop).await })
     };
+    Background { tasks, tasks_stop, recording, recorder_stop }
+}
 
-    let grace = config.shutdown_grace;
-    let conn_limits = server::ConnLimits {
+fn conn_limits(state: &AppState) -> ConnLimits {
+    let config = &state.config;
+    ConnLimits {
         header_timeout: config.header_timeout,
         max_header_bytes: config.max_header_bytes,
         max_headers: config.max_headers,
         send_timeout: config.send_timeout,
-        per_ip: limits.per_ip.clone(),
-        trusted_proxies: limits.trusted_proxies.clone().into(),
-    };
-    let closer = store.clone();
-    let state = AppState(Arc::new(Inner {
-        config,
-        auth,
-        limits,
-        store,
-        bus,
-        hub: hub.clone(),
-        recorder,
-        metrics,
-        node_id,
-    }));
-    let router = http::router(state.clone());
-    let reload_state = state.clone();
-    let streams = Arc::new(StreamRuntime::start()?);
-    let stop = CancellationToken::new();
-    tracing::info!(%addr, node = %state.node_id, "herald is ready");
-    let done = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let announce = move || {
-                let streams = hub.shutdown(shutdown_frame());
-                tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
-            };
-            server::serve(listener, router, conn_limits, stop, grace, streams.clone(), announce).await;
-            drop(streams);
-            tasks_stop.cancel();
-            while tasks.join_next().await.is_some() {}
-            recorder_stop.cancel();
-            let _ = recording.await;
-            drop(state);
-            closer.close().await;
-            tracing::info!("herald stopped");
-        }
-    });
-    Ok(Running { addr, state: reload_state, stop, done })
+        per_ip: state.limits.per_ip.clone(),
+        trusted_proxies: state.limits.trusted_proxies.clone().into(),
+    }
 }
 
 /// Creates or upgrades the database schema and returns.
 pub async fn migrate(config: &Config) -> Result<(), ServerError> {
-    config.check().map_err(ServerError::Config)?;
+    config.check()?;
     open_store(config).await?.close().await;
     Ok(())
 }
@@ -208,9 +221,9 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     let url = &config.database_url;
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let settings = PoolSettings { max_connections: config.db_max_connections, ..PoolSettings::default() };
-        Ok(Arc::new(PgStore::open(url, settings).await?))
+        Ok(Arc::new(herald_store_postgres::open(url, settings).await?))
     } else {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(herald_store_sqlite::open(url).await?))
     }
 }
 

@@ -1,6 +1,6 @@
-//! Herald's server: the HTTP API, the SSE hub, and the background tasks (relay, feed, scheduler,
-//! delivery recorder, housekeeping) wired around a [`herald_store::Store`] and a
-//! [`herald_bus::EventBus`].
+//! Herald's server: the HTTP API, the streams and their hub, and the background tasks (relay,
+//! feed, scheduler, delivery recorder, housekeeping) wired around a [`herald_store::Store`] and a
+//! [`herald_bus::EventBus`]. `docs/architecture.md` maps the modules.
 //!
 //! [`start`] builds everything on a listener the caller bound (tests bind port 0) and returns a
 //! [`Running`] handle that stops it gracefully.
@@ -8,24 +8,19 @@
 mod app;
 mod auth;
 pub mod config;
-mod error;
-mod extract;
-mod feed;
-mod housekeeping;
 mod http;
-pub mod hub;
-mod leader;
+mod ipnet;
 mod limits;
 mod metrics;
+mod net;
 mod recorder;
-mod relay;
-mod scheduler;
-mod server;
-mod sse;
-mod sse_conn;
-mod streams;
-mod strict;
+mod report;
+mod state;
+mod stream;
+mod tasks;
 
 pub use app::{migrate, start, ReloadHandle, Running, ServerError};
 pub use auth::jwt::mint_token;
+pub use auth::{KeyError, MintError};
 pub use config::Config;
+pub use report::Chain;

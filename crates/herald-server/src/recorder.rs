@@ -107,7 +107,7 @@ impl Recorder {
                     }
                     Err(e) => {
                         attempt += 1;
-                        tracing::warn!(error = %e, attempt, rows = chunk.len(), "writing delivery records failed");
+                        tracing::warn!(error = %crate::report::Chain(&e), attempt, rows = chunk.len(), "writing delivery records failed");
                         if shutdown.is_cancelled() && attempt >= 3 {
                             tracing::error!(rows = chunk.len(), "giving up on delivery records at shutdown");
                             break;

@@ -6,17 +6,18 @@ use herald_domain::{
     BroadcastStatus, CreateBroadcastRequest, EventBody, NewBroadcast, Timestamp, User, UserId,
 };
 use herald_store::{DeliveryMark, Store};
-use herald_store_postgres::{PgStore, PoolSettings};
-use herald_store_sqlite::SqliteStore;
+use herald_store_postgres::PoolSettings;
 use herald_testkit::{Backend, TestDb};
 use std::sync::Arc;
 
 /// Opens the backend the URL names.
 pub async fn open(db: &TestDb) -> Arc<dyn Store> {
     if db.url.starts_with("postgres") {
-        Arc::new(PgStore::open(&db.url, PoolSettings::default()).await.expect("open PostgreSQL"))
+        Arc::new(
+            herald_store_postgres::open(&db.url, PoolSettings::default()).await.expect("open PostgreSQL"),
+        )
     } else {
-        Arc::new(SqliteStore::open(&db.url).await.expect("open SQLite"))
+        Arc::new(herald_store_sqlite::open(&db.url).await.expect("open SQLite"))
     }
 }
 
@@ -39,13 +40,13 @@ fn user(id: &str, roles: &[&str]) -> User {
     }
 }
 
-async fn relay_all(store: &Arc<dyn Store>) -> Vec<herald_domain::Event> {
+/// Every committed event after position `after`, three at a time, as a relay reads them.
+async fn relay_all(store: &Arc<dyn Store>, mut after: i64) -> Vec<herald_domain::Event> {
     let mut all = Vec::new();
     loop {
-        let batch = store.relay_batch(3).await.unwrap();
-        if batch.is_empty() {
-            return all;
-        }
+        let batch = store.relay_batch(after, 3).await.unwrap();
+        let Some(last) = batch.last() else { return all };
+        after = last.seq;
         all.extend(batch);
     }
 }
@@ -57,7 +58,7 @@ pub async fn relay_assigns_contiguous_positions_that_survive_reopening(backend: 
     for _ in 0..7 {
         store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
     }
-    let seqs: Vec<i64> = relay_all(&store).await.iter().map(|e| e.seq).collect();
+    let seqs: Vec<i64> = relay_all(&store, 0).await.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
     store.prune_events(now.plus_millis(1)).await.unwrap();
     store.close().await;
@@ -69,7 +70,7 @@ pub async fn relay_assigns_contiguous_positions_that_survive_reopening(backend: 
         "the last position survives pruning and reopening"
     );
     store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
-    assert_eq!(relay_all(&store).await[0].seq, 8, "positions never repeat");
+    assert_eq!(relay_all(&store, 7).await[0].seq, 8, "positions never repeat");
     store.close().await;
     db.drop_database().await;
 }
@@ -88,7 +89,7 @@ pub async fn a_scheduled_broadcast_activates_once_however_many_schedulers_run(ba
     let runs = futures::future::join_all(stores.iter().map(|s| s.run_due(later))).await;
     let activated: usize = runs.into_iter().map(|r| r.unwrap().activated).sum();
     assert_eq!(activated, 1);
-    let events = relay_all(&stores[1]).await;
+    let events = relay_all(&stores[1], 0).await;
     let messages = events.iter().filter(|e| matches!(e.body, EventBody::Message { .. })).count();
     assert_eq!(messages, 1, "one activation, one MESSAGE event");
     assert_eq!(stores[2].get_broadcast(b.id).await.unwrap().unwrap().status, BroadcastStatus::Active);
@@ -115,7 +116,7 @@ pub async fn reading_twice_or_concurrently_emits_one_receipt(backend: Backend) {
         .unwrap();
     let reads = futures::future::join_all((0..5).map(|_| store.mark_read("u1", b.id, now))).await;
     assert!(reads.iter().all(Result::is_ok));
-    let receipts = relay_all(&store)
+    let receipts = relay_all(&store, 0)
         .await
         .into_iter()
         .filter(|e| matches!(e.body, EventBody::ReadReceipt { .. }))
@@ -155,7 +156,7 @@ pub async fn pending_stops_at_the_given_position_and_skips_delivered(backend: Ba
     let first = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
     let second = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
     let unrelayed = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
-    let positions = store.relay_batch(2).await.unwrap();
+    let positions = store.relay_batch(0, 2).await.unwrap();
     assert_eq!(positions.len(), 2);
     let pending = |items: Vec<(i64, i64)>| items.iter().map(|(_, id)| *id).collect::<Vec<_>>();
     assert_eq!(pending(store.pending_ids("u9", 2, now).await.unwrap()), [first.id, second.id]);

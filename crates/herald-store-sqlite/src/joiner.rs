@@ -3,7 +3,6 @@
 //! the single writer. Callers queue their ids; whoever holds the flush lock writes everything
 //! queued so far in one statement, so a burst of connects costs a handful of transactions.
 
-use crate::rows::db_err;
 use herald_domain::Timestamp;
 use herald_store::{StoreError, StoreResult};
 use sqlx::SqlitePool;
@@ -37,7 +36,7 @@ impl UserJoiner {
         }
         match rx.await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable("the user insert was interrupted".into())),
+            Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 }
@@ -54,8 +53,8 @@ async fn write(pool: SqlitePool, batch: Vec<(String, Waiter)>, now: Timestamp) {
         .fetch_all(&pool)
         .await
         .map(|inserted: Vec<String>| inserted.into_iter().collect())
-        .map_err(db_err),
-        Err(e) => Err(StoreError::Backend(e.to_string())),
+        .map_err(StoreError::from),
+        Err(e) => Err(StoreError::backend(e)),
     };
     for (id, waiter) in batch {
         let _ =

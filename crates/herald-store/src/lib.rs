@@ -2,71 +2,92 @@
 //! plain types it speaks.
 //!
 //! A backend owns durability and the outbox: every state change that clients must hear about is
-//! committed together with its event in one transaction, and [`Store::relay_batch`] turns committed
-//! outbox rows into positioned events in the log. Backends wake the relay and the scheduler through
-//! [`Signals`] after they commit.
+//! committed together with its event in one transaction, and [`Store::relay_batch`] hands the
+//! relay committed events with their log positions. Backends wake the relay and the scheduler
+//! through [`Signals`] after they commit. Both backends implement it through `herald-store-sql`.
 
 mod types;
 
 pub use types::*;
 
 use async_trait::async_trait;
-use herald_domain::{Broadcast, Event, NewBroadcast, Timestamp, User, UserId};
+use herald_domain::record::DecodeError;
+use herald_domain::{Broadcast, Event, NewBroadcast, Refusal, Timestamp, User, UserId};
+use std::sync::Arc;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Builds users from the ids found and their `(user, role)` and `(user, product)` rows, in id order.
-pub fn assemble_users(
-    found: Vec<String>,
-    roles: Vec<(String, String)>,
-    products: Vec<(String, String)>,
-) -> StoreResult<Vec<User>> {
-    let mut users = std::collections::BTreeMap::new();
-    for id in found {
-        let user_id = UserId::parse("userId", &id).map_err(|e| StoreError::Backend(e.to_string()))?;
-        users.insert(id, User::bare(user_id));
-    }
-    for (id, role) in roles {
-        if let Some(u) = users.get_mut(&id) {
-            u.roles.insert(role);
-        }
-    }
-    for (id, product) in products {
-        if let Some(u) = users.get_mut(&id) {
-            u.products.insert(product);
-        }
-    }
-    Ok(users.into_values().collect())
-}
-
-/// Turns a looked-up `(status, addressed to the user)` of broadcast `id` into the error a read or
-/// visibility ack gets: not found, not addressed to the user, or not yet active.
-pub fn check_targeted(row: Option<(String, bool)>, user: &str, id: i64) -> StoreResult<()> {
-    match row {
-        None => Err(StoreError::BroadcastNotFound(id)),
-        Some((_, false)) => Err(StoreError::NotTargeted { broadcast_id: id, user_id: user.to_owned() }),
-        Some((status, true)) if status == herald_domain::BroadcastStatus::Scheduled.as_str() => {
-            Err(StoreError::NotYetActive(id))
-        }
-        Some(_) => Ok(()),
-    }
-}
+/// The cause of a storage failure, kept whole for the log (shared: results are cloned to every
+/// waiter of a group commit).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("broadcast {0} does not exist")]
     BroadcastNotFound(i64),
-    #[error("broadcast {broadcast_id} is not addressed to user {user_id}")]
-    NotTargeted { broadcast_id: i64, user_id: String },
+    /// A domain rule refused the change (not addressed to the user, not active yet, final state).
     #[error(transparent)]
-    Transition(#[from] herald_domain::TransitionError),
-    #[error("broadcast {0} is scheduled and cannot be read or acknowledged before it is active")]
-    NotYetActive(i64),
+    Refused(#[from] Refusal),
     /// The database cannot be reached or refused the connection; callers answer 503.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Backend(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] Cause),
+    #[error("database error")]
+    Backend(#[source] Cause),
+    /// A stored value this build cannot read (a corrupt row, an event record of an unknown version).
+    #[error("stored data cannot be read")]
+    Corrupt(#[source] Cause),
+}
+
+impl StoreError {
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(Arc::new(e))
+    }
+
+    pub fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Corrupt(Arc::new(e))
+    }
+
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Arc::new(e))
+    }
+}
+
+impl From<DecodeError> for StoreError {
+    fn from(e: DecodeError) -> Self {
+        Self::corrupt(e)
+    }
+}
+
+impl From<herald_domain::TransitionError> for StoreError {
+    fn from(e: herald_domain::TransitionError) -> Self {
+        Self::Refused(Refusal::Transition(e))
+    }
+}
+
+/// sqlx's errors, classified once: connection-level failures (server down, restarting, out of
+/// connections) are `Unavailable`, so the API answers 503 and the background tasks retry.
+#[cfg(feature = "sqlx")]
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        let unavailable = match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL codes 08: connection exception; 57P: operator intervention; 53: resources.
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53"))
+            }
+            _ => false,
+        };
+        if unavailable {
+            Self::unavailable(e)
+        } else {
+            Self::backend(e)
+        }
+    }
 }
 
 #[async_trait]
@@ -108,8 +129,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Broadcast>>;
     /// Cancels; `MESSAGE_REMOVED` goes out when the broadcast was active.
     async fn cancel_broadcast(&self, id: i64, now: Timestamp) -> StoreResult<Broadcast>;
-    /// Counts over the broadcast's current audience, from the per-user records.
-    async fn counts(&self, broadcast: &Broadcast) -> StoreResult<Counts>;
+    /// Counts over each broadcast's current audience, from the per-user records, in the order given
+    /// (one query per target type, however many broadcasts).
+    async fn counts_of(&self, broadcasts: &[Broadcast]) -> StoreResult<Vec<Counts>>;
+    /// [`Store::counts_of`] for one broadcast.
+    async fn counts(&self, broadcast: &Broadcast) -> StoreResult<Counts> {
+        Ok(self.counts_of(std::slice::from_ref(broadcast)).await?.pop().unwrap_or_default())
+    }
     /// How many users the broadcast's audience holds now (its `targeted` count, without reading
     /// any delivery record: what a just-created broadcast needs).
     async fn audience_size(&self, broadcast: &Broadcast) -> StoreResult<i64>;
@@ -159,10 +185,10 @@ pub trait Store: Send + Sync + 'static {
 
     // --- relay and replay ---
 
-    /// Up to `limit` committed events not returned before, in position order. PostgreSQL moves
-    /// outbox rows into the log here, assigning positions; SQLite assigned them at write time
-    /// and only reads the log.
-    async fn relay_batch(&self, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Up to `limit` committed events after position `after`, in position order, for the relay.
+    /// PostgreSQL first moves committed outbox rows into the log, assigning their positions;
+    /// SQLite assigned them at write time.
+    async fn relay_batch(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
     /// Logged events with `after < seq <= upto`, in order, at most `limit`.
     async fn events_after(&self, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>>;
     async fn event_range(&self) -> StoreResult<EventRange>;

@@ -5,7 +5,7 @@
 use crate::{client, config_file};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald_server::config::{AuthMode, BusKind, LogFormat, Secret};
+use herald_server::config::{AuthMode, Key, LogFormat, KEYS};
 use herald_server::Config;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -137,222 +137,67 @@ fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| e.to_string())
 }
 
-/// Every configuration key (SPEC 7a). Unset flags leave the file's or the default value.
-#[derive(Args, Debug, Default)]
+/// Every configuration key (SPEC 7a) as a flag with its `HERALD_*` variable, built from the
+/// server's one declaration of the keys ([`herald_server::config::KEYS`]). Unset flags leave the
+/// file's or the default value.
+#[derive(Debug, Default, Clone)]
 pub struct Settings {
-    /// TOML configuration file [default: herald.toml, if present]
-    #[arg(long, env = "HERALD_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, env = "HERALD_LISTEN")]
-    listen: Option<String>,
-    /// Database URL: sqlite://path or postgres://user@host/db [default: sqlite://data/herald.db]
-    #[arg(long, env = "HERALD_DATABASE_URL")]
-    database_url: Option<String>,
-    /// Event bus: memory (single node) or kafka [default: memory]
-    #[arg(long, env = "HERALD_BUS", value_enum)]
-    bus: Option<BusArg>,
-    /// Kafka bootstrap servers (bus = kafka)
-    #[arg(long, env = "HERALD_KAFKA_BROKERS")]
-    kafka_brokers: Option<String>,
-    /// Kafka topic [default: herald.events]
-    #[arg(long, env = "HERALD_KAFKA_TOPIC")]
-    kafka_topic: Option<String>,
-    /// Authentication: none or jwt [default: none]
-    #[arg(long, env = "HERALD_AUTH", value_enum)]
-    auth: Option<AuthArg>,
-    /// This node's id [default: host name + port]
-    #[arg(long, env = "HERALD_NODE_ID")]
-    node_id: Option<String>,
-    /// Open streams allowed per user [default: 4]
-    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER")]
-    max_connections_per_user: Option<usize>,
-    /// Open streams allowed on this node [default: 18000]
-    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
-    max_connections: Option<usize>,
-    /// Interval of HEARTBEAT events [default: 30s]
-    #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL", value_parser = duration)]
-    heartbeat_interval: Option<Duration>,
-    /// Reconnect delay announced to clients [default: 3s]
-    #[arg(long, env = "HERALD_SSE_RETRY", value_parser = duration)]
-    sse_retry: Option<Duration>,
-    /// Frames queued per stream before a slow stream is closed [default: 256]
-    #[arg(long, env = "HERALD_STREAM_QUEUE")]
-    stream_queue: Option<usize>,
-    /// Recent events kept in memory for replay [default: 10000]
-    #[arg(long, env = "HERALD_REPLAY_WINDOW")]
-    replay_window: Option<usize>,
-    /// Upper bound on the bytes the replay window holds [default: 33554432]
-    #[arg(long, env = "HERALD_REPLAY_WINDOW_BYTES")]
-    replay_window_bytes: Option<usize>,
-    /// How long the event log keeps events [default: 7days]
-    #[arg(long, env = "HERALD_EVENT_RETENTION", value_parser = duration)]
-    event_retention: Option<Duration>,
-    /// Largest request body in bytes [default: 65536]
-    #[arg(long, env = "HERALD_BODY_LIMIT")]
-    body_limit: Option<usize>,
-    /// How often delivery records are written [default: 100ms]
-    #[arg(long, env = "HERALD_DELIVERY_FLUSH_INTERVAL", value_parser = duration)]
-    delivery_flush_interval: Option<Duration>,
-    /// How long shutdown waits for streams and requests [default: 5s]
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_parser = duration)]
-    shutdown_grace: Option<Duration>,
-    /// Seed the demo directory (user-001..user-010)
-    #[arg(long, env = "HERALD_DEMO", num_args = 0..=1, default_missing_value = "true")]
-    demo: Option<bool>,
-    /// Leader lease time-to-live; a dead leader is replaced within about this long [default: 5s]
-    #[arg(long, env = "HERALD_LEASE_TTL", value_parser = duration)]
-    lease_ttl: Option<Duration>,
-    /// PostgreSQL connections this node may open [default: 16]
-    #[arg(long, env = "HERALD_DB_MAX_CONNECTIONS")]
-    db_max_connections: Option<u32>,
-    /// Allow auth = none on a non-loopback listen address (only behind an authenticating proxy)
-    #[arg(long, env = "HERALD_INSECURE_ALLOW_REMOTE", num_args = 0..=1, default_missing_value = "true")]
-    insecure_allow_remote: Option<bool>,
-    /// HS256 shared secret (auth = jwt; at least 32 characters)
-    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
-    /// PEM file with the RS256 or ES256 public key (auth = jwt; reloaded on SIGHUP)
-    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE")]
-    jwt_public_key_file: Option<PathBuf>,
-    /// JWKS file with the public keys (auth = jwt; reloaded on SIGHUP)
-    #[arg(long, env = "HERALD_JWT_JWKS_FILE")]
-    jwt_jwks_file: Option<PathBuf>,
-    /// Required token issuer (iss)
-    #[arg(long, env = "HERALD_JWT_ISSUER")]
-    jwt_issuer: Option<String>,
-    /// Required token audience (aud)
-    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
-    jwt_audience: Option<String>,
-    /// Clock skew tolerated on exp and nbf [default: 30s]
-    #[arg(long, env = "HERALD_JWT_LEEWAY", value_parser = duration)]
-    jwt_leeway: Option<Duration>,
-    /// Claim with the roles; dots reach nested claims [default: roles]
-    #[arg(long, env = "HERALD_JWT_ROLES_CLAIM")]
-    jwt_roles_claim: Option<String>,
-    /// Claim with the products [default: products]
-    #[arg(long, env = "HERALD_JWT_PRODUCTS_CLAIM")]
-    jwt_products_claim: Option<String>,
-    /// Cookie that may carry the token [default: herald_token]
-    #[arg(long, env = "HERALD_JWT_COOKIE")]
-    jwt_cookie: Option<String>,
-    /// Stream connects per client IP per rate window [default: 300]
-    #[arg(long, env = "HERALD_CONNECTS_PER_IP_PER_MINUTE")]
-    connects_per_ip_per_minute: Option<u32>,
-    /// Broadcasts created per admin per rate window [default: 60]
-    #[arg(long, env = "HERALD_BROADCASTS_PER_ADMIN_PER_MINUTE")]
-    broadcasts_per_admin_per_minute: Option<u32>,
-    /// Window of the rate limits [default: 1m]
-    #[arg(long, env = "HERALD_RATE_LIMIT_WINDOW", value_parser = duration)]
-    rate_limit_window: Option<Duration>,
-    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed
-    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Option<Vec<String>>,
-    /// Time a client has to send its request headers [default: 10s]
-    #[arg(long, env = "HERALD_HEADER_TIMEOUT", value_parser = duration)]
-    header_timeout: Option<Duration>,
-    /// Largest request head in bytes [default: 16384]
-    #[arg(long, env = "HERALD_MAX_HEADER_BYTES")]
-    max_header_bytes: Option<usize>,
-    /// Most request headers [default: 64]
-    #[arg(long, env = "HERALD_MAX_HEADERS")]
-    max_headers: Option<usize>,
-    /// Time a client has to send a whole request body [default: 10s]
-    #[arg(long, env = "HERALD_BODY_TIMEOUT", value_parser = duration)]
-    body_timeout: Option<Duration>,
-    /// How long a stream may accept no bytes while it has bytes to send [default: 20s]
-    #[arg(long, env = "HERALD_SEND_TIMEOUT", value_parser = duration)]
-    send_timeout: Option<Duration>,
-    /// Open connections per client address [default: 512]
-    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP")]
-    max_connections_per_ip: Option<usize>,
-    /// Bearer token that /metrics requires [default: none, /metrics is open]
-    #[arg(long, env = "HERALD_METRICS_TOKEN", hide_env_values = true)]
-    metrics_token: Option<String>,
-    /// Origins allowed by CORS, comma-separated [default: none, same-origin only]
-    #[arg(long, env = "HERALD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    cors_allowed_origins: Option<Vec<String>>,
-    /// Let CORS requests carry credentials [default: false]
-    #[arg(long, env = "HERALD_CORS_ALLOW_CREDENTIALS", num_args = 0..=1, default_missing_value = "true")]
-    cors_allow_credentials: Option<bool>,
-    /// Log format: text or json [default: text]
-    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum)]
-    log_format: Option<LogArg>,
+    values: Vec<(&'static str, String)>,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum BusArg {
-    Memory,
-    Kafka,
+impl clap::FromArgMatches for Settings {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let values = KEYS
+            .iter()
+            .filter_map(|key| matches.get_one::<String>(key.name).map(|v| (key.name, v.clone())))
+            .collect();
+        Ok(Self { config: matches.get_one::<PathBuf>("config").cloned(), values })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum AuthArg {
-    None,
-    Jwt,
+impl Args for Settings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let config = clap::Arg::new("config")
+            .long("config")
+            .env("HERALD_CONFIG")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML configuration file [default: herald.toml, if present]");
+        let defaults = Config::default();
+        KEYS.iter().fold(cmd.arg(config), |cmd, key| cmd.arg(key_arg(key, &defaults)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum LogArg {
-    Text,
-    Json,
+fn key_arg(key: &Key, defaults: &Config) -> clap::Arg {
+    let default = defaults.get_toml(key.name).map_or("unset".to_owned(), |v| v.to_string());
+    let arg = clap::Arg::new(key.name)
+        .long(key.flag())
+        .env(key.env())
+        .value_name("VALUE")
+        .help(format!("{} [default: {}]", key.summary(), default.trim_matches('"')))
+        .hide_env_values(key.secret);
+    if key.switch {
+        arg.num_args(0..=1).default_missing_value("true").value_name("BOOL")
+    } else {
+        arg
+    }
 }
 
 impl Settings {
     /// defaults < file < environment and flags.
     pub fn resolve(self) -> anyhow::Result<Config> {
         let mut c = config_file::load(self.config.as_deref())?;
-        macro_rules! set {
-            ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
-        }
-        set!(
-            listen,
-            database_url,
-            kafka_topic,
-            max_connections_per_user,
-            max_connections,
-            heartbeat_interval
-        );
-        set!(sse_retry, stream_queue, replay_window, replay_window_bytes, event_retention, body_limit);
-        set!(delivery_flush_interval);
-        set!(shutdown_grace, demo, lease_ttl, db_max_connections, insecure_allow_remote, jwt_leeway);
-        set!(jwt_roles_claim, jwt_products_claim, jwt_cookie, connects_per_ip_per_minute);
-        set!(broadcasts_per_admin_per_minute, rate_limit_window, trusted_proxies, header_timeout);
-        set!(max_header_bytes, max_headers, cors_allowed_origins, cors_allow_credentials);
-        set!(body_timeout, send_timeout, max_connections_per_ip);
-        macro_rules! set_some {
-            ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = Some(v); })* };
-        }
-        set_some!(jwt_public_key_file, jwt_jwks_file, jwt_issuer, jwt_audience);
-        if let Some(secret) = self.jwt_secret {
-            c.jwt_secret = Some(Secret::new(secret));
-        }
-        if let Some(token) = self.metrics_token {
-            c.metrics_token = Some(Secret::new(token));
-        }
-        if let Some(v) = self.kafka_brokers {
-            c.kafka_brokers = Some(v);
-        }
-        if let Some(v) = self.node_id {
-            c.node_id = Some(v);
-        }
-        if let Some(v) = self.bus {
-            c.bus = match v {
-                BusArg::Memory => BusKind::Memory,
-                BusArg::Kafka => BusKind::Kafka,
-            };
-        }
-        if let Some(v) = self.auth {
-            c.auth = match v {
-                AuthArg::None => AuthMode::None,
-                AuthArg::Jwt => AuthMode::Jwt,
-            };
-        }
-        if let Some(v) = self.log_format {
-            c.log_format = match v {
-                LogArg::Text => LogFormat::Text,
-                LogArg::Json => LogFormat::Json,
-            };
+        for (key, value) in &self.values {
+            c.set_text(key, value).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         }
         c.check().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(c)
@@ -362,7 +207,7 @@ impl Settings {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config => {
-            print!("{}", config_file::DEFAULT_TOML);
+            print!("{}", Config::default_toml());
             Ok(())
         }
         Command::Migrate(settings) => {

@@ -111,7 +111,9 @@ struct BroadcastV1 {
 impl From<&EventBody> for BodyV1 {
     fn from(body: &EventBody) -> Self {
         match body {
-            EventBody::Message { broadcast } => Self::Message { broadcast: Box::new(BroadcastV1::from(broadcast)) },
+            EventBody::Message { broadcast } => {
+                Self::Message { broadcast: Box::new(BroadcastV1::from(broadcast)) }
+            }
             EventBody::MessageRemoved { broadcast_id, reason, target } => Self::MessageRemoved {
                 broadcast_id: *broadcast_id,
                 reason: reason.as_str().to_owned(),

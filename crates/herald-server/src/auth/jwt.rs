@@ -47,7 +47,7 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(config: &Config) -> Result<Self, String> {
+    pub fn new(config: &Config) -> Result<Self, KeyError> {
         let source = if let Some(secret) = &config.jwt_secret {
             Source::Secret(secret.expose().as_bytes().to_vec())
         } else if let Some(path) = &config.jwt_public_key_file {
@@ -55,7 +55,7 @@ impl JwtVerifier {
         } else if let Some(path) = &config.jwt_jwks_file {
             Source::Jwks(path.clone())
         } else {
-            return Err("auth = jwt needs a key".into());
+            return Err(KeyError::Missing);
         };
         let keys = load(&source)?;
         Ok(Self {
@@ -70,7 +70,7 @@ impl JwtVerifier {
     }
 
     /// Re-reads a PEM or JWKS file; on failure the old keys stay in use.
-    pub fn reload(&self) -> Result<usize, String> {
+    pub fn reload(&self) -> Result<usize, KeyError> {
         let keys = load(&self.source)?;
         let n = keys.len();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
@@ -147,25 +147,50 @@ fn names(claims: &Value, path: &str) -> Result<BTreeSet<String>, String> {
     herald_domain::user::parse_names(path, &raw).map_err(|e| e.to_string())
 }
 
-fn load(source: &Source) -> Result<Vec<Key>, String> {
+/// Keys that cannot be loaded (at start-up: the server does not start; on reload: the old keys
+/// stay).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("auth = jwt needs a key")]
+    Missing,
+    #[error("cannot read {}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} holds neither an RSA nor an EC public key", .path.display())]
+    NotAKey { path: PathBuf, source: jsonwebtoken::errors::Error },
+    #[error("{} is not a JWKS", .path.display())]
+    NotJwks { path: PathBuf, source: serde_json::Error },
+    #[error("{} has no RS256 or ES256 key", .path.display())]
+    NoUsableKey { path: PathBuf },
+}
+
+/// A development token that cannot be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error(transparent)]
+    Subject(#[from] herald_domain::FieldError),
+    #[error("cannot sign the token")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+fn load(source: &Source) -> Result<Vec<Key>, KeyError> {
     match source {
         Source::Secret(secret) => {
             Ok(vec![Key { kid: None, alg: Algorithm::HS256, key: DecodingKey::from_secret(secret) }])
         }
         Source::Pem(path) => {
-            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|source| KeyError::Read { path: path.clone(), source })?;
             if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
                 return Ok(vec![Key { kid: None, alg: Algorithm::RS256, key }]);
             }
             let key = DecodingKey::from_ec_pem(&pem)
-                .map_err(|e| format!("{} holds neither an RSA nor an EC public key: {e}", path.display()))?;
+                .map_err(|source| KeyError::NotAKey { path: path.clone(), source })?;
             Ok(vec![Key { kid: None, alg: Algorithm::ES256, key }])
         }
         Source::Jwks(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let set: JwkSet =
-                serde_json::from_str(&text).map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| KeyError::Read { path: path.clone(), source })?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|source| KeyError::NotJwks { path: path.clone(), source })?;
             let keys: Vec<Key> = set
                 .keys
                 .iter()
@@ -182,7 +207,7 @@ fn load(source: &Source) -> Result<Vec<Key>, String> {
                 })
                 .collect();
             if keys.is_empty() {
-                return Err(format!("{} has no RS256 or ES256 key", path.display()));
+                return Err(KeyError::NoUsableKey { path: path.clone() });
             }
             Ok(keys)
         }
@@ -198,8 +223,8 @@ pub fn mint_token(
     products: &[String],
     ttl: std::time::Duration,
     config: &Config,
-) -> Result<String, String> {
-    UserId::parse("sub", sub).map_err(|e| e.to_string())?;
+) -> Result<String, MintError> {
+    UserId::parse("sub", sub)?;
     let now = Timestamp::now().millis() / 1000;
     let mut claims = serde_json::json!({
         "sub": sub,
@@ -215,8 +240,7 @@ pub fn mint_token(
         claims["aud"] = Value::from(aud.as_str());
     }
     let key = jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
-        .map_err(|e| e.to_string())
+    Ok(jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)?)
 }
 
 /// Puts `names` at a dotted claim path, creating the objects on the way.

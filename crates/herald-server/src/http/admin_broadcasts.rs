@@ -1,12 +1,12 @@
 //! `/api/admin/broadcasts`: create, list, read, cancel, stats and per-user deliveries.
 
+use super::extract::{ApiJson, ApiQuery};
+use super::limited;
+use super::ApiError;
+use super::Caller;
 use super::{page_limit, BroadcastId, ClientIp};
-use crate::app::AppState;
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
-use crate::limits::limited;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

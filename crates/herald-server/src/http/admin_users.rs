@@ -1,10 +1,10 @@
 //! `/api/admin/users`: the user directory.
 
+use super::extract::{ApiJson, ApiQuery};
+use super::ApiError;
+use super::Caller;
 use super::{page_limit, required_user};
-use crate::app::AppState;
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

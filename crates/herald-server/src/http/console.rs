@@ -8,8 +8,8 @@
 //! `If-None-Match` revalidates with a `304`, and a Content-Security-Policy without
 //! `unsafe-inline`: the console has no inline script or style.
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use super::ApiError;
+use crate::state::AppState;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -1,19 +1,26 @@
 //! The HTTP API of SPEC section 4: one module per resource, each with its own `router()`, merged
-//! here under the shared layers (error bodies with the path, body limit).
+//! here under the shared layers (`middleware`), and what the handlers share: the caller, the
+//! extractors that answer bad input in our JSON error format, and that error.
 
 mod admin_broadcasts;
 mod admin_users;
+mod caller;
 mod console;
+pub mod error;
+mod extract;
+mod middleware;
 mod openapi;
 mod ops;
 mod streams;
 mod user_messages;
 
-use crate::app::AppState;
-use crate::error::{self, ApiError};
+pub use caller::Caller;
+pub use error::ApiError;
+
+use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::{middleware, Router};
+use axum::Router;
 use herald_domain::UserId;
 use serde::{Deserialize, Deserializer};
 
@@ -29,9 +36,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::extract::body_deadline))
-        .layer(middleware::from_fn(crate::strict::enforce))
-        .layer(middleware::from_fn(error::error_body));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_deadline))
+        .layer(axum::middleware::from_fn(middleware::enforce_framing))
+        .layer(axum::middleware::from_fn(middleware::error_body))
+        .layer(axum::middleware::from_fn(middleware::observe));
     match cors {
         Some(cors) => router.layer(cors).with_state(state),
         None => router.with_state(state),
@@ -73,6 +81,14 @@ pub fn page_limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiEr
     }
 }
 
+/// `Err(429)` with the limiter's retry time.
+pub fn limited(result: Result<(), u64>, what: &str) -> Result<(), ApiError> {
+    result.map_err(|retry_after_secs| ApiError::TooManyRequests {
+        message: format!("too many {what}; retry in {retry_after_secs} s"),
+        retry_after_secs,
+    })
+}
+
 /// A user id from a parameter or body field, required.
 pub(crate) fn required_user(field: &str, raw: Option<&str>) -> Result<UserId, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::BadRequest(format!("{field}: is required")))?;
@@ -86,7 +102,7 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<crate::server::ConnCtl>().map(|c| c.peer.ip());
+        let peer = parts.extensions.get::<crate::net::ConnCtl>().map(|c| c.peer.ip());
         Ok(ClientIp(app.limits.client(peer, &parts.headers)))
     }
 }

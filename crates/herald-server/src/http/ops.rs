@@ -1,7 +1,7 @@
 //! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use super::ApiError;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;

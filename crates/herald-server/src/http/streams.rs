@@ -1,14 +1,16 @@
 //! SSE routes: connect (and its alias), disconnect, stats, and whether a user is connected.
 
+use super::extract::{parse_form, read_body, ApiQuery};
+use super::limited;
+use super::ApiError;
+use super::Caller;
 use super::{required_user, ClientIp};
-use crate::app::AppState;
-use crate::auth::{Caller, Identity};
-use crate::error::ApiError;
-use crate::extract::{parse_form, read_body, ApiQuery};
-use crate::limits::{limited, ConnSlot};
+use crate::auth::Identity;
+use crate::limits::ConnSlot;
 use crate::metrics::Rejection;
-use crate::server::ConnCtl;
-use crate::sse::{self, ConnectRequest};
+use crate::net::ConnCtl;
+use crate::state::AppState;
+use crate::stream::ConnectRequest;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -74,16 +76,15 @@ async fn connect(
         Some(identity) => sync_directory(&app, identity).await?,
         None => app.store.ensure_user(&user_id, Timestamp::now()).await?,
     };
-    let expires_at = caller.expires_at();
     let req = ConnectRequest {
         user,
         connection_id,
         last_event_id,
-        expires_at,
-        ctl: ctl.map(|Extension(c)| c),
+        expires_at: caller.expires_at(),
+        kill: ctl.map(|Extension(c)| c.kill).unwrap_or_default(),
         slot,
     };
-    sse::open(&app, req).await
+    Ok(app.streams.open(req).await?)
 }
 
 /// Behind a trusted proxy every client shares the proxy's connection count, so a stream counts

@@ -1,11 +1,11 @@
 //! `/api/user/messages`: a user's inbox, unread count, read, read-all and visibility acks.
 //! With auth `none` the user is the `userId` parameter (query, or body for POSTs).
 
+use super::extract::{ApiJson, ApiQuery, MaybeJson};
+use super::ApiError;
+use super::Caller;
 use super::{page_limit, JsonId};
-use crate::app::AppState;
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, MaybeJson};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -58,7 +58,7 @@ async fn inbox(
         .iter()
         .map(|i| MessageView::for_user(&i.broadcast, user.as_str(), i.delivered_at.or(Some(now)), i.read_at))
         .collect();
-    Ok(Json(serde_json::to_value(views).map_err(|e| ApiError::Internal(e.to_string()))?))
+    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
 }
 
 async fn unread_count(

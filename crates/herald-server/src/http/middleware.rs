@@ -1,0 +1,163 @@
+//! The layers every request passes, outermost first: a span per request (method, route template,
+//! status, latency) that logs a 5xx with its cause chain once; the JSON error body for every error
+//! (also axum's own plain-text rejections); the framing rules for requests on a kept-alive
+//! connection; and the deadline of the request body.
+
+use super::error::{render, ErrorInfo};
+use super::ApiError;
+use crate::net::wire;
+use crate::report::Chain;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
+use axum::http::{header, HeaderValue, Version};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
+
+/// A span per request; a 5xx is logged in it with its cause chain, everything else at debug.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("status", status.as_u16());
+    span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+    let _entered = span.enter();
+    match response.extensions().get::<ErrorInfo>() {
+        Some(ErrorInfo { cause: Some(cause), message, .. }) if status.is_server_error() => {
+            if status.as_u16() == 503 {
+                tracing::warn!(cause = %Chain(&**cause), "{message}");
+            } else {
+                tracing::error!(cause = %Chain(&**cause), "request failed");
+            }
+        }
+        _ => tracing::debug!("request answered"),
+    }
+    response
+}
+
+/// Longest plain-text rejection (from axum's own extractors) turned into a JSON message.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Fills the request path into error bodies produced anywhere below, and turns any other error
+/// response (an extractor's plain-text rejection, say) into the same JSON body.
+pub async fn error_body(uri: OriginalUri, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let info = match response.extensions().get::<ErrorInfo>().cloned() {
+        Some(info) => info,
+        None if response.status().is_client_error() || response.status().is_server_error() => {
+            if is_json(&response) {
+                return response;
+            }
+            let status = response.status();
+            let (parts, body) = response.into_parts();
+            let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let message = if text.trim().is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text.trim().to_owned()
+            };
+            let response = Response::from_parts(parts, Body::empty());
+            return with_json_error(response, ErrorInfo { status, message, cause: None }, uri.path());
+        }
+        None => return response,
+    };
+    with_json_error(response, info, uri.path())
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// `response` with its body replaced by the JSON error body for `info` at `path`.
+fn with_json_error(response: Response, info: ErrorInfo, path: &str) -> Response {
+    let (mut parts, _) = response.into_parts();
+    let (_, body) = render(&info, path).into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(info);
+    Response::from_parts(parts, body)
+}
+
+/// Middleware: refuses requests that break the framing rules, closing the connection.
+pub async fn enforce_framing(req: Request, next: Next) -> Response {
+    let http11 = req.version() == Version::HTTP_11;
+    let problem = if matches!(req.version(), Version::HTTP_10 | Version::HTTP_11) {
+        wire::head_problem(http11, req.headers().iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => {
+            let mut response = ApiError::BadRequest(problem.to_owned()).into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+        None => next.run(req).await,
+    }
+}
+
+/// A request body that did not arrive whole within `body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+/// A request body that fails with [`BodyTimedOut`] once its deadline passes: a client that
+/// declares a body and never sends it cannot hold a connection (and its file) forever.
+pub struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Middleware: every request body must arrive whole within `body_timeout`.
+pub async fn body_deadline(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if http_body::Body::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
+    let deadline = Box::pin(tokio::time::sleep(app.config.body_timeout));
+    next.run(req.map(|inner| Body::new(DeadlineBody { inner, deadline }))).await
+}

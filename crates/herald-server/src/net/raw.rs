@@ -1,0 +1,276 @@
+//! Streams served on the raw socket. hyper keeps two 8 KiB buffers per connection for as long as
+//! the connection lives; an SSE stream lives for hours and only ever writes. So the accept loop
+//! reads the request head itself: a `GET` of a stream route is answered here (the router still
+//! builds the response, so auth, limits and errors are the same), written without chunked encoding
+//! and delimited by closing the connection; every other request goes to hyper with the bytes
+//! already read put back in front of the socket.
+
+use axum::body::Body;
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use super::runtime::StreamRuntime;
+use super::wire::{self, linger_close, refuse};
+use super::{ConnCtl, ConnLimits};
+use crate::limits::ConnSlot;
+use http::StatusCode;
+use std::time::Duration;
+use tokio::net::tcp::OwnedWriteHalf;
+
+const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
+
+/// What the first request on a connection is.
+pub enum Sniffed {
+    /// A stream request, parsed.
+    Stream(TcpStream, Box<http::Request<Body>>),
+    /// Anything else: hand the connection to hyper.
+    Other(Rewind),
+    /// Closed, timed out, or refused (already answered).
+    Done,
+}
+
+/// How reading the first request head ended.
+enum Head {
+    /// The request and the length of its head (a stream request has no body).
+    Stream(Box<http::Request<Body>>, usize),
+    Other,
+    /// Refused before routing: status, message, and the request path when it could be read.
+    Refused(StatusCode, String, String),
+}
+
+/// Reads the first request head (within the header timeout and size limits) and classifies it.
+/// Heads that cannot be served get the JSON error body here, since hyper's own answers to them
+/// have none.
+pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = tokio::time::timeout(limits.header_timeout, async {
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok::<_, io::Error>(None);
+            }
+            let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+            let mut req = httparse::Request::new(&mut headers);
+            let too_large = || {
+                let message = format!(
+                    "the request head is larger than max_header_bytes ({}) or has more than max_headers ({}) headers",
+                    limits.max_header_bytes, limits.max_headers
+                );
+                Ok(Some(Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message, String::new())))
+            };
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => return Ok(Some(classify(&req, len))),
+                Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => continue,
+                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => return too_large(),
+                Err(e) => {
+                    let message = format!("the request is not valid HTTP/1.1: {e}");
+                    return Ok(Some(Head::Refused(StatusCode::BAD_REQUEST, message, String::new())));
+                }
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Ok(Some(Head::Stream(req, len)))) if buf.len() == len => Sniffed::Stream(stream, req),
+        Ok(Ok(Some(Head::Refused(status, message, path)))) => {
+            refuse(stream, status, &message, &path, &[]).await;
+            Sniffed::Done
+        }
+        Ok(Ok(Some(_))) => Sniffed::Other(Rewind { prefix: Some(buf.freeze()), inner: stream }),
+        _ => Sniffed::Done,
+    }
+}
+
+fn classify(req: &httparse::Request<'_, '_>, len: usize) -> Head {
+    let (Some(method), Some(path)) = (req.method, req.path) else { return Head::Other };
+    let headers = req.headers.iter().map(|h| (h.name, h.value));
+    if let Some(problem) = wire::head_problem(req.version == Some(1), headers) {
+        return Head::Refused(StatusCode::BAD_REQUEST, problem.to_owned(), route_of(path).to_owned());
+    }
+    if method != "GET" || !STREAM_PATHS.contains(&route_of(path)) || req.version != Some(1) {
+        return Head::Other;
+    }
+    let mut builder = http::Request::builder().method(http::Method::GET).uri(path);
+    for h in req.headers.iter() {
+        builder = builder.header(h.name, h.value);
+    }
+    match builder.body(Body::empty()) {
+        Ok(request) => Head::Stream(Box::new(request), len),
+        Err(e) => {
+            Head::Refused(StatusCode::BAD_REQUEST, format!("bad request: {e}"), route_of(path).to_owned())
+        }
+    }
+}
+
+fn route_of(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// Answers one stream request on the raw socket, then closes the connection.
+pub async fn serve_stream(
+    mut stream: TcpStream,
+    mut request: Box<http::Request<Body>>,
+    router: Router,
+    ctl: ConnCtl,
+    conn: StreamConn<'_>,
+) {
+    let kill = ctl.kill.clone();
+    request.extensions_mut().insert(ctl);
+    let Ok(response) = router.oneshot(*request).await;
+    let (parts, body) = response.into_parts();
+    let mut head =
+        format!("HTTP/1.1 {} {}\r\n", parts.status.as_u16(), parts.status.canonical_reason().unwrap_or(""));
+    let streaming = parts.headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream");
+    for (name, value) in parts.headers.iter() {
+        if name != http::header::CONTENT_LENGTH
+            && name != http::header::TRANSFER_ENCODING
+            && name != http::header::CONNECTION
+        {
+            head.push_str(name.as_str());
+            head.push_str(": ");
+            head.push_str(value.to_str().unwrap_or(""));
+            head.push_str("\r\n");
+        }
+    }
+    if !streaming {
+        // A complete answer (an error, say): send it with its length.
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        head.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", bytes.len()));
+        if wire::write_all(&mut stream, head.as_bytes(), &bytes).await.is_ok() {
+            linger_close(stream).await;
+        }
+        return;
+    }
+    head.push_str("connection: close\r\n\r\n");
+    // From here on the stream only writes: do it on the stream runtime (see `streams`), in a task
+    // of its own so that nothing of this one stays allocated; the tracker still waits for it.
+    let Ok(socket) = stream.into_std() else { return };
+    let StreamConn { runtime, tasks, send_timeout, slot } = conn;
+    let pump = async move {
+        let _slot = slot;
+        let Ok(stream) = TcpStream::from_std(socket) else { return };
+        tokio::select! {
+            _ = pump(stream, head, body, send_timeout) => {}
+            _ = kill.cancelled() => {}
+        }
+    };
+    runtime.spawn(tasks.track_future(pump));
+}
+
+/// What a stream connection takes along to the stream runtime.
+pub struct StreamConn<'a> {
+    pub runtime: &'a StreamRuntime,
+    pub tasks: &'a TaskTracker,
+    pub send_timeout: Duration,
+    /// The connection's place in its address's count, given back when the stream ends.
+    pub slot: Option<ConnSlot>,
+}
+
+/// Writes the response head, then every frame of `body` until it ends, the client goes away, or
+/// the client accepts no byte for `send_timeout` while there is something to send.
+async fn pump(stream: TcpStream, head: String, mut body: Body, send_timeout: Duration) {
+    let (mut reader, writer) = stream.into_split();
+    if send(&writer, head.as_bytes(), send_timeout).await.is_err() {
+        return;
+    }
+    let mut probe = [0u8; 64];
+    loop {
+        tokio::select! {
+            biased;
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if let Err(e) = send(&writer, &data, send_timeout).await {
+                        if e.kind() == io::ErrorKind::TimedOut {
+                            tracing::info!("closing a stream that accepted nothing for send_timeout");
+                        }
+                        return;
+                    }
+                }
+                _ => break,
+            },
+            // The client closed (or sent something we do not expect on a stream): stop.
+            _ = reader.read(&mut probe) => return,
+        }
+    }
+    // The stream ended (Close, shutdown, limit): unregister now, then end the response with FIN.
+    drop(body);
+    let mut writer = writer;
+    let _ = writer.shutdown().await;
+}
+
+/// Writes all of `data`. The usual case is one non-blocking write and no timer; only a full
+/// socket waits, and a wait that sees no progress for `stall` fails with `TimedOut`.
+async fn send(writer: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> io::Result<()> {
+    while !data.is_empty() {
+        match writer.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(stall, writer.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A socket with bytes already read put back in front.
+pub struct Rewind {
+    prefix: Option<Bytes>,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(mut prefix) = self.prefix.take() {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix.split_to(n));
+            if !prefix.is_empty() {
+                self.prefix = Some(prefix);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,149 @@
+//! What both connection paths (hyper's and the raw stream path) share on the wire: the HTTP/1.1
+//! framing rules Herald enforces before a request is routed (RFC 9112: exactly one `Host`, at
+//! most one `Content-Length`, `chunked` at most once and never together with a `Content-Length`;
+//! a proxy in front may frame such a request differently, so it is refused with 400 and the
+//! connection closed), the JSON error body, and the lingering close.
+//!
+//! The first request of a connection is checked on the raw socket (`raw`); later requests on a
+//! kept-alive connection by a middleware (`http::middleware`).
+
+use axum::http::StatusCode;
+use herald_domain::Timestamp;
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What is wrong with a request head, if anything. `http11` is false for HTTP/1.0, which may omit
+/// `Host`.
+pub fn head_problem<'a>(
+    http11: bool,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Option<&'static str> {
+    let (mut hosts, mut lengths, mut chunked) = (0, 0, 0);
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked += value
+                .split(|b| *b == b',')
+                .filter(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+                .count();
+        }
+    }
+    if hosts > 1 {
+        Some("the request has more than one Host header")
+    } else if hosts == 0 && http11 {
+        Some("an HTTP/1.1 request needs a Host header")
+    } else if lengths > 1 {
+        Some("the request has more than one Content-Length header")
+    } else if chunked > 1 {
+        Some("Transfer-Encoding names chunked more than once")
+    } else if chunked == 1 && lengths == 1 {
+        Some("the request has both Transfer-Encoding and Content-Length")
+    } else {
+        None
+    }
+}
+
+/// Answers with the JSON error body and closes the connection (lingering, see [`linger_close`]).
+pub async fn refuse(
+    mut stream: TcpStream,
+    status: StatusCode,
+    message: &str,
+    path: &str,
+    extra_headers: &[(&str, &str)],
+) {
+    let body = error_json(status, message, path);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    for (name, value) in extra_headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    if write_all(&mut stream, head.as_bytes(), body.as_bytes()).await.is_ok() {
+        linger_close(stream).await;
+    }
+}
+
+/// Longest a closing connection keeps reading what the client still sends, in time and bytes.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Closes a connection the way nginx's lingering close does: stop sending (FIN), then read and
+/// discard what the client still sends, bounded in bytes and time. Closing a socket with unread
+/// data makes the kernel send a reset, and a client that writes its whole request before reading
+/// (Python's `http.client`, `requests`) would get a broken pipe instead of the 413 or 431 sent
+/// before it.
+pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let _ = io.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let idle = (tokio::time::Instant::now() + LINGER_IDLE).min(deadline);
+        match tokio::time::timeout_at(idle, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+pub async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    stream.write_all(head).await?;
+    stream.write_all(body).await
+}
+
+/// The JSON error body of SPEC section 4 (`timestamp`, `status`, `error`, `message`, `path`).
+pub fn error_json(status: StatusCode, message: &str, path: &str) -> String {
+    serde_json::json!({
+        "timestamp": Timestamp::now(),
+        "status": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+        "path": path,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(http11: bool, headers: &[(&str, &str)]) -> Option<&'static str> {
+        head_problem(http11, headers.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    #[test]
+    fn a_well_framed_head_passes() {
+        assert_eq!(check(true, &[("Host", "h"), ("Content-Length", "3")]), None);
+        assert_eq!(check(true, &[("host", "h"), ("transfer-encoding", "gzip, chunked")]), None);
+        assert_eq!(check(false, &[]), None, "HTTP/1.0 may omit Host");
+    }
+
+    #[test]
+    fn ambiguous_framing_is_named() {
+        assert!(check(true, &[]).unwrap().contains("Host"));
+        assert!(check(true, &[("Host", "a"), ("HOST", "b")]).unwrap().contains("more than one Host"));
+        assert!(check(true, &[("Host", "a"), ("Content-Length", "1"), ("content-length", "1")])
+            .unwrap()
+            .contains("Content-Length"));
+        assert!(check(true, &[("Host", "a"), ("Transfer-Encoding", "chunked, chunked")])
+            .unwrap()
+            .contains("chunked"));
+        assert!(check(
+            true,
+            &[("Host", "a"), ("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")]
+        )
+        .is_some());
+        assert!(check(true, &[("Host", "a"), ("Transfer-Encoding", "chunked"), ("Content-Length", "4")])
+            .is_some());
+    }
+}

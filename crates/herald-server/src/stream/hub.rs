@@ -1,0 +1,385 @@
+//! The SSE hub: this node's registry of open streams, the replay window, and dispatch of logged
+//! events to the streams whose user they concern.
+//!
+//! One `std::sync::Mutex` guards the registry, the window and the head position together, so a
+//! stream that registers sees exactly the events up to `head` in the window (or the store) and
+//! every later event on its queue: nothing is missed and nothing is sent twice. The lock is never
+//! held across an `.await`; dispatch only does `try_send` of shared frames under it.
+
+use super::frame;
+use super::window::{Logged, Window};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use herald_domain::{Event, EventBody, Timestamp, User};
+use herald_store::DeliveryMark;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a stream's queue carries: a frame to write, or the instruction to end after the frames
+/// before it (used by disconnect, Force Logoff and shutdown so the last frames still go out).
+#[derive(Debug)]
+pub enum Out {
+    Frame(Bytes),
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub queue: usize,
+    pub per_user: usize,
+    pub total: usize,
+    pub window_entries: usize,
+    pub window_bytes: usize,
+}
+
+struct Conn {
+    id: u64,
+    connection_id: Arc<str>,
+    tx: mpsc::Sender<Out>,
+    /// Closes the stream's TCP connection at once (a stuck client may never read another byte).
+    kill: CancellationToken,
+}
+
+struct Slot {
+    user: Arc<str>,
+    profile: User,
+    conns: Vec<Conn>,
+}
+
+struct Registry {
+    head: i64,
+    users: HashMap<Arc<str>, Slot>,
+    total: usize,
+    accepting: bool,
+    window: Window,
+}
+
+pub struct Hub {
+    registry: Mutex<Registry>,
+    config: HubConfig,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// Where a registering stream resumes from.
+#[derive(Debug)]
+pub enum Replay {
+    /// No `Last-Event-ID`: send the pending messages.
+    Fresh,
+    /// The window holds every event after the client's position `after`; `gone` lists the
+    /// broadcasts it removes or the user reads later on (their messages are not replayed).
+    Window { after: i64, gone: HashSet<i64> },
+    /// The window starts after the client's position: read the log in the store.
+    Store { after: i64 },
+    /// The position is ahead of this node's log: the client must resync.
+    Unknown,
+}
+
+pub struct Registration {
+    pub rx: mpsc::Receiver<Out>,
+    pub head: i64,
+    pub replay: Replay,
+    pub guard: ConnGuard,
+}
+
+pub enum Admission {
+    Accepted(Registration),
+    UserLimit(usize),
+    NodeFull(usize),
+    ShuttingDown,
+}
+
+/// Unregisters its stream when dropped, however the stream ends.
+pub struct ConnGuard {
+    hub: Arc<Hub>,
+    user: Arc<str>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.user, self.id);
+    }
+}
+
+/// What dispatching one event produced: the records the recorder must write.
+pub struct Dispatched {
+    pub marks: Vec<DeliveryMark>,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig, head: i64, metrics: Arc<Metrics>) -> Self {
+        let window = Window::new(config.window_entries, config.window_bytes);
+        Self {
+            registry: Mutex::new(Registry { head, users: HashMap::new(), total: 0, accepting: true, window }),
+            config,
+            next_id: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the registry half-updated in a way that
+        // matters more than losing the node, so recover the guard.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn head(&self) -> i64 {
+        self.lock().head
+    }
+
+    pub fn register(
+        self: &Arc<Self>,
+        profile: User,
+        connection_id: Arc<str>,
+        kill: CancellationToken,
+        last_event_id: Option<i64>,
+    ) -> Admission {
+        let mut reg = self.lock();
+        if !reg.accepting {
+            return Admission::ShuttingDown;
+        }
+        if reg.total >= self.config.total {
+            return Admission::NodeFull(self.config.total);
+        }
+        let user: Arc<str> = Arc::from(profile.user_id.as_str());
+        let open = reg.users.get(&user).map_or(0, |s| s.conns.len());
+        if open >= self.config.per_user {
+            return Admission::UserLimit(self.config.per_user);
+        }
+        let head = reg.head;
+        let replay = match last_event_id {
+            None => Replay::Fresh,
+            Some(n) if n > head => Replay::Unknown,
+            Some(n) => match reg.window.range(n, head) {
+                Some(entries) => Replay::Window { after: n, gone: gone_for(entries, &profile) },
+                None => Replay::Store { after: n },
+            },
+        };
+        let (tx, rx) = mpsc::channel(self.config.queue);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = reg.users.entry(user.clone()).or_insert_with(|| Slot {
+            user: user.clone(),
+            profile,
+            conns: Vec::new(),
+        });
+        slot.conns.push(Conn { id, connection_id, tx, kill });
+        reg.total += 1;
+        drop(reg);
+        Metrics::inc(&self.metrics.streams_opened_total);
+        Admission::Accepted(Registration {
+            rx,
+            head,
+            replay,
+            guard: ConnGuard { hub: self.clone(), user, id },
+        })
+    }
+
+    /// Up to `max` window entries with `after < seq <= upto`, or `None` when the window no longer
+    /// holds the first of them.
+    pub fn window_page(&self, after: i64, upto: i64, max: usize) -> Option<Vec<Logged>> {
+        let reg = self.lock();
+        let page = reg.window.range(after, upto)?.take(max).cloned().collect();
+        Some(page)
+    }
+
+    fn unregister(&self, user: &str, id: u64) {
+        let mut reg = self.lock();
+        let Some(slot) = reg.users.get_mut(user) else { return };
+        let before = slot.conns.len();
+        slot.conns.retain(|c| c.id != id);
+        let removed = before - slot.conns.len();
+        if slot.conns.is_empty() {
+            reg.users.remove(user);
+        }
+        reg.total -= removed;
+    }
+
+    /// Hands a logged event to every local stream it concerns and appends it to the window.
+    pub fn dispatch(&self, event: Arc<Event>) -> Dispatched {
+        let frame = frame::logged_frame(&event);
+        let now = Timestamp::now();
+        let mut marks = Vec::new();
+        let mut reg = self.lock();
+        if event.seq <= reg.head {
+            return Dispatched { marks };
+        }
+        reg.head = event.seq;
+        reg.window.push(Logged { event: event.clone(), frame: frame.clone() });
+        let mut dead = Vec::new();
+        match &event.body {
+            EventBody::UserChanged { user, deleted } => {
+                if let Some(slot) = reg.users.get_mut(user.user_id.as_str()) {
+                    slot.profile = if *deleted { User::bare(user.user_id.clone()) } else { user.clone() };
+                }
+            }
+            EventBody::Message { broadcast } if broadcast.is_live_at(now) => {
+                let frame = frame.unwrap_or_default();
+                let logoff = broadcast.is_force_logoff();
+                for_each_recipient(&mut reg, &event.body, |slot| {
+                    if send_all(slot, &frame, logoff, &mut dead) {
+                        marks.push(DeliveryMark {
+                            broadcast_id: broadcast.id,
+                            user_id: slot.user.clone(),
+                            at: now,
+                            read: broadcast.fire_and_forget,
+                        });
+                    }
+                });
+            }
+            EventBody::Message { .. } => {}
+            EventBody::MessageRemoved { .. } | EventBody::ReadReceipt { .. } => {
+                let frame = frame.unwrap_or_default();
+                for_each_recipient(&mut reg, &event.body, |slot| {
+                    send_all(slot, &frame, false, &mut dead);
+                });
+            }
+        }
+        let slow = self.drop_conns(&mut reg, dead);
+        drop(reg);
+        Metrics::inc(&self.metrics.events_dispatched_total);
+        Metrics::add(&self.metrics.message_deliveries_total, marks.len() as u64);
+        Metrics::add(&self.metrics.streams_closed_slow_total, slow);
+        Dispatched { marks }
+    }
+
+    /// Queues `frame` on every stream (heartbeats); a stream that cannot take it is closed.
+    pub fn send_to_all(&self, frame: &Bytes) {
+        let mut reg = self.lock();
+        let mut dead = Vec::new();
+        for slot in reg.users.values_mut() {
+            send_all(slot, frame, false, &mut dead);
+        }
+        let slow = self.drop_conns(&mut reg, dead);
+        Metrics::add(&self.metrics.streams_closed_slow_total, slow);
+    }
+
+    /// Removes streams whose queue was full or closed, killing their connections; returns how
+    /// many were killed for being slow.
+    fn drop_conns(&self, reg: &mut Registry, dead: Vec<(Arc<str>, u64)>) -> u64 {
+        let mut slow = 0;
+        for (user, id) in dead {
+            if let Some(slot) = reg.users.get_mut(&user) {
+                if let Some(pos) = slot.conns.iter().position(|c| c.id == id) {
+                    let conn = slot.conns.swap_remove(pos);
+                    if !conn.tx.is_closed() {
+                        slow += 1;
+                        tracing::info!(user.id = %user, connection.id = %conn.connection_id, "closing a stream whose queue is full");
+                    }
+                    conn.kill.cancel();
+                    reg.total -= 1;
+                }
+                if slot.conns.is_empty() {
+                    reg.users.remove(&user);
+                }
+            }
+        }
+        slow
+    }
+
+    /// Ends the user's streams with this `connection_id` after what is queued; returns how many.
+    pub fn disconnect(&self, user: &str, connection_id: &str) -> usize {
+        let reg = self.lock();
+        let Some(slot) = reg.users.get(user) else { return 0 };
+        let mut n = 0;
+        for conn in slot.conns.iter().filter(|c| &*c.connection_id == connection_id) {
+            if conn.tx.try_send(Out::Close).is_err() {
+                conn.kill.cancel();
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Stops accepting streams and ends every open one with `frame` (`SERVER_SHUTDOWN`).
+    pub fn shutdown(&self, frame: Bytes) -> usize {
+        let mut reg = self.lock();
+        reg.accepting = false;
+        let mut n = 0;
+        for conn in reg.users.values().flat_map(|s| s.conns.iter()) {
+            let sent =
+                conn.tx.try_send(Out::Frame(frame.clone())).is_ok() && conn.tx.try_send(Out::Close).is_ok();
+            if !sent {
+                conn.kill.cancel();
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// (connected users, open streams) on this node.
+    pub fn counts(&self) -> (usize, usize) {
+        let reg = self.lock();
+        (reg.users.len(), reg.total)
+    }
+
+    pub fn is_connected(&self, user: &str) -> bool {
+        self.lock().users.contains_key(user)
+    }
+}
+
+/// The broadcasts that `entries` remove, or that `user` reads.
+fn gone_for<'a>(entries: impl Iterator<Item = &'a Logged>, user: &User) -> HashSet<i64> {
+    entries
+        .filter_map(|l| match &l.event.body {
+            EventBody::MessageRemoved { broadcast_id, .. } => Some(*broadcast_id),
+            EventBody::ReadReceipt { broadcast_id, user_id, .. } if user_id == user.user_id.as_str() => {
+                Some(*broadcast_id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Calls `f` for each connected user the event concerns.
+fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&mut Slot)) {
+    use herald_domain::TargetType;
+    let listed: Option<&[String]> = match body {
+        EventBody::ReadReceipt { user_id, .. } => Some(std::slice::from_ref(user_id)),
+        EventBody::Message { broadcast } if broadcast.target.target_type == TargetType::Selected => {
+            Some(&broadcast.target.target_ids)
+        }
+        EventBody::MessageRemoved { target, .. } if target.target_type == TargetType::Selected => {
+            Some(&target.target_ids)
+        }
+        _ => None,
+    };
+    match listed {
+        // Few listed users: look each one up instead of scanning every stream.
+        Some(ids) => {
+            for id in ids {
+                if let Some(slot) = reg.users.get_mut(id.as_str()) {
+                    f(slot);
+                }
+            }
+        }
+        None => {
+            for slot in reg.users.values_mut() {
+                if body.concerns(&slot.profile) {
+                    f(slot);
+                }
+            }
+        }
+    }
+}
+
+/// Queues `frame` (then `Close` when `close_after`) on each of the slot's streams; a stream whose
+/// queue is full or gone is listed in `dead`. Returns whether any stream took the frame.
+fn send_all(slot: &mut Slot, frame: &Bytes, close_after: bool, dead: &mut Vec<(Arc<str>, u64)>) -> bool {
+    let mut any = false;
+    for conn in &slot.conns {
+        match conn.tx.try_send(Out::Frame(frame.clone())) {
+            Ok(()) => {
+                any = true;
+                if close_after && conn.tx.try_send(Out::Close).is_err() {
+                    conn.kill.cancel();
+                }
+            }
+            Err(_) => dead.push((slot.user.clone(), conn.id)),
+        }
+    }
+    any
+}

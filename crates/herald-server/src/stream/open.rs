@@ -1,0 +1,134 @@
+//! Opening a stream: admission to the hub, the first bytes (`retry:` and `CONNECTED`), the plan of
+//! its catch-up, and the response whose body carries it all.
+
+use super::body::SseStream;
+use super::catch_up::CatchUp;
+use super::frame;
+use super::hub::{Admission, Hub, Registration};
+use crate::limits::ConnSlot;
+use crate::metrics::{Metrics, Rejection};
+use crate::recorder::Recorder;
+use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use bytes::BytesMut;
+use herald_domain::{Timestamp, User};
+use herald_store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What opening and feeding a stream needs: the hub, the store, the recorder and the metrics.
+#[derive(Clone)]
+pub struct StreamService {
+    pub(super) hub: Arc<Hub>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) recorder: Recorder,
+    pub(super) metrics: Arc<Metrics>,
+    /// The reconnect delay announced in the `retry:` line.
+    retry: Duration,
+}
+
+pub struct ConnectRequest {
+    pub user: User,
+    pub connection_id: Arc<str>,
+    pub last_event_id: Option<i64>,
+    /// When the caller's token expires: the stream ends then with `TOKEN_EXPIRED`.
+    pub expires_at: Option<Timestamp>,
+    /// Closes the stream's connection at once (a stuck client may never read another byte).
+    pub kill: CancellationToken,
+    /// The stream's place among its forwarded address's connections (behind a trusted proxy).
+    pub slot: Option<ConnSlot>,
+}
+
+/// Why a stream was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("this node holds its maximum of {0} streams; retry later or elsewhere")]
+    NodeFull(usize),
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StreamService {
+    pub fn new(
+        hub: Arc<Hub>,
+        store: Arc<dyn Store>,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        retry: Duration,
+    ) -> Self {
+        Self { hub, store, recorder, metrics, retry }
+    }
+
+    /// Registers the stream and answers with its response. A user at its stream limit gets a 200
+    /// whose body is the `CONNECTION_LIMIT_REACHED` event alone.
+    pub async fn open(&self, req: ConnectRequest) -> Result<Response, Refused> {
+        let admission =
+            self.hub.register(req.user.clone(), req.connection_id.clone(), req.kill, req.last_event_id);
+        let reg = match admission {
+            Admission::Accepted(reg) => reg,
+            Admission::UserLimit(limit) => {
+                self.metrics.rejected(Rejection::UserLimit);
+                return Ok(self.limit_response(limit));
+            }
+            Admission::NodeFull(limit) => {
+                self.metrics.rejected(Rejection::NodeFull);
+                return Err(Refused::NodeFull(limit));
+            }
+            Admission::ShuttingDown => {
+                self.metrics.rejected(Rejection::ShuttingDown);
+                return Err(Refused::ShuttingDown);
+            }
+        };
+        let Registration { rx, head, replay, guard } = reg;
+        let mut first = BytesMut::new();
+        first.extend_from_slice(&frame::retry_frame(self.retry.as_millis()));
+        let connected = serde_json::json!({
+            "connectionId": &*req.connection_id,
+            "userId": req.user.user_id.as_str(),
+            "serverTime": Timestamp::now(),
+            "lastEventId": req.last_event_id.map(|n| n.to_string()),
+            "headEventId": head.to_string(),
+        });
+        first.extend_from_slice(&frame::json_frame(None, "CONNECTED", &connected));
+        let catch_up = CatchUp::plan(self, req.user, head, replay).await?;
+        let expiry = req.expires_at.map(|at| {
+            let left =
+                Duration::from_millis(at.millis().saturating_sub(Timestamp::now().millis()).max(0) as u64);
+            Box::pin(tokio::time::sleep(left))
+        });
+        let stream = SseStream {
+            first: Some(first.freeze()),
+            catch_up: catch_up.into_stream(),
+            rx,
+            expiry,
+            _guard: guard,
+            _slot: req.slot,
+            done: false,
+        };
+        Ok(stream_response(Body::from_stream(stream)))
+    }
+
+    fn limit_response(&self, limit: usize) -> Response {
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&frame::retry_frame(self.retry.as_millis()));
+        let data = serde_json::json!({
+            "message": format!("this user already has {limit} open streams; close one first"),
+            "limit": limit,
+        });
+        body.extend_from_slice(&frame::json_frame(None, "CONNECTION_LIMIT_REACHED", &data));
+        stream_response(Body::from(body.freeze()))
+    }
+}
+
+fn stream_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

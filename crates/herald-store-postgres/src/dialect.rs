@@ -1,0 +1,126 @@
+//! PostgreSQL's side of the [`Dialect`]: many writers (an outbox the relay moves into the log),
+//! row locks, arrays and its JSON functions.
+
+use herald_domain::{TargetType, Timestamp};
+use herald_store::{Signals, StoreResult};
+use herald_store_sql::Dialect;
+use sqlx::{PgConnection, PgPool, Transaction};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+pub struct Postgres {
+    pub(crate) pool: PgPool,
+    pub(crate) signals: Arc<Signals>,
+    pub(crate) listener: JoinHandle<()>,
+}
+
+impl Dialect for Postgres {
+    type DB = sqlx::Postgres;
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    async fn close(&self) {
+        self.listener.abort();
+        self.pool.close().await;
+    }
+
+    async fn assign_positions(&self, limit: u32) -> StoreResult<()> {
+        crate::relay::move_outbox(&self.pool, limit).await
+    }
+
+    async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let added: Option<String> = sqlx::query_scalar(
+            "INSERT INTO users (user_id, created_at, updated_at) VALUES ($1, $2, $2) \
+             ON CONFLICT DO NOTHING RETURNING user_id",
+        )
+        .bind(id)
+        .bind(now.millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(added.is_some())
+    }
+
+    async fn index_targets(_: &mut PgConnection, _: i64, _: &str) -> StoreResult<()> {
+        // The target_ids array is indexed where it is (GIN).
+        Ok(())
+    }
+
+    const APPEND: &'static str =
+        "INSERT INTO outbox (kind, broadcast_id, payload, created_at) VALUES ($1, $2, $3, $4)";
+    const LEASE_TAKEOVER: &'static str = "leases.holder = excluded.holder OR leases.expires_at <= $3";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const BYTE_ORDER: &'static str = " COLLATE \"C\"";
+    const BROADCAST_COLUMNS: &'static str = "b.id, b.correlation_id::text, b.sender_id, b.sender_name, \
+         b.content, b.priority, b.category, b.target_type, array_to_json(b.target_ids)::text, b.scheduled_at, \
+         b.expires_at, b.fire_and_forget, b.status, b.created_at, b.updated_at, b.message_seq";
+
+    fn json_ints(n: usize) -> String {
+        format!("(SELECT CAST(json_array_elements_text(${n}::json) AS BIGINT))")
+    }
+
+    fn json_texts(n: usize) -> String {
+        format!("(SELECT json_array_elements_text(${n}::json))")
+    }
+
+    fn json_text_rows(n: usize, alias: &str) -> String {
+        format!("json_array_elements_text(${n}::json) AS {alias}(value)")
+    }
+
+    fn json_array_rows(n: usize, alias: &str) -> String {
+        format!("json_array_elements(${n}::json) AS {alias}(value)")
+    }
+
+    fn target_ids_value(n: usize) -> String {
+        format!("ARRAY(SELECT json_array_elements_text(${n}::json))")
+    }
+
+    fn uuid_value(n: usize) -> String {
+        format!("CAST(${n} AS UUID)")
+    }
+
+    fn targets_user(n: usize) -> String {
+        format!(
+            "(b.target_type = 'ALL' \
+              OR (b.target_type = 'SELECTED' AND ${n} = ANY (b.target_ids)) \
+              OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM user_roles r \
+                    WHERE r.user_id = ${n} AND r.role = ANY (b.target_ids))) \
+              OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM user_products p \
+                    WHERE p.user_id = ${n} AND p.product = ANY (b.target_ids))))"
+        )
+    }
+
+    fn audience(t: TargetType, n: usize) -> String {
+        let ids = Self::json_ints(n);
+        match t {
+            TargetType::All => {
+                format!("SELECT b.id AS bid, u.user_id FROM broadcasts b, users u WHERE b.id IN {ids}")
+            }
+            TargetType::Selected => format!(
+                "SELECT b.id AS bid, t.user_id FROM broadcasts b, unnest(b.target_ids) AS t(user_id) \
+                 WHERE b.id IN {ids}"
+            ),
+            TargetType::Role => format!(
+                "SELECT DISTINCT b.id AS bid, r.user_id FROM broadcasts b \
+                 JOIN user_roles r ON r.role = ANY (b.target_ids) WHERE b.id IN {ids}"
+            ),
+            TargetType::Product => format!(
+                "SELECT DISTINCT b.id AS bid, p.user_id FROM broadcasts b \
+                 JOIN user_products p ON p.product = ANY (b.target_ids) WHERE b.id IN {ids}"
+            ),
+        }
+    }
+}

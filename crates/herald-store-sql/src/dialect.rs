@@ -1,0 +1,77 @@
+//! The narrow seam between the shared SQL and a database: what SQLite and PostgreSQL really do
+//! differently. Everything else (the statements, the row mapping, the write paths and their
+//! decisions) is written once in this crate.
+
+use herald_domain::{TargetType, Timestamp};
+use herald_store::{Signals, StoreResult};
+use sqlx::{Database, Pool, Transaction};
+use std::future::Future;
+
+/// A backend: its pools and transactions, the SQL fragments where the two dialects differ, and the
+/// few operations that exist on one side only.
+pub trait Dialect: Send + Sync + Sized + 'static {
+    type DB: Database;
+
+    /// The pool reads go to.
+    fn reader(&self) -> &Pool<Self::DB>;
+    /// The pool statements outside a transaction write through.
+    fn writer(&self) -> &Pool<Self::DB>;
+    /// A write transaction. SQLite takes its one write lock up front (`BEGIN IMMEDIATE`), so a
+    /// transaction never fails half-way on a lock upgrade.
+    fn begin(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::DB>>> + Send;
+    /// Wake-ups for the relay and the scheduler.
+    fn signals(&self) -> &Signals;
+    fn close(&self) -> impl Future<Output = ()> + Send;
+
+    /// Gives committed events their log positions, for the relay. PostgreSQL moves outbox rows
+    /// into the log (many writers commit in any order, so positions wait for commit); SQLite
+    /// assigned them in the writing transaction (one writer: commit order is position order).
+    fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Adds a bare user row unless one exists; whether this call added it. SQLite inserts the
+    /// users of a burst of first connects in one transaction (group commit).
+    fn insert_bare_user(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Whatever else a new broadcast's target ids need besides the column (SQLite indexes them in
+    /// a table of their own, PostgreSQL in a GIN index of the array).
+    fn index_targets(
+        conn: &mut <Self::DB as Database>::Connection,
+        broadcast_id: i64,
+        ids_json: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Appends an event in the writing transaction: binds `$1` kind, `$2` broadcast id, `$3`
+    /// record, `$4` time. SQLite writes it to the log at the next position; PostgreSQL to the
+    /// outbox (whose trigger notifies the other nodes).
+    const APPEND: &'static str;
+    /// Lease take-over condition: binds `$3` now. PostgreSQL only takes a lease that is its own or
+    /// has expired; an SQLite file belongs to one process, which always gets it (a process
+    /// restarted after a crash must not wait for its predecessor's lease).
+    const LEASE_TAKEOVER: &'static str;
+    /// Locks the rows a `SELECT` read for the rest of the transaction (SQLite's one writer needs
+    /// no lock).
+    const FOR_UPDATE: &'static str;
+    /// Orders user ids byte-wise, as SQLite does (PostgreSQL would follow the locale).
+    const BYTE_ORDER: &'static str;
+    /// The broadcast columns of `broadcasts b`, with the correlation id and the target ids as
+    /// text (a UUID and a JSON array).
+    const BROADCAST_COLUMNS: &'static str;
+
+    /// The integers of the JSON array bound as `$n`, as a one-column subquery.
+    fn json_ints(n: usize) -> String;
+    /// The strings of the JSON array bound as `$n`, as a one-column subquery.
+    fn json_texts(n: usize) -> String;
+    /// The strings of the JSON array bound as `$n`, as a table `alias` with one text column
+    /// `value`.
+    fn json_text_rows(n: usize, alias: &str) -> String;
+    /// The elements of the JSON array of arrays bound as `$n`, as a table `alias` with one column
+    /// `value` whose items `value ->> i` reads as text.
+    fn json_array_rows(n: usize, alias: &str) -> String;
+    /// The value for the `target_ids` column from the JSON array bound as `$n`.
+    fn target_ids_value(n: usize) -> String;
+    /// The value for the `correlation_id` column from the text bound as `$n`.
+    fn uuid_value(n: usize) -> String;
+    /// A condition: broadcast `b` targets the user whose id is bound as `$n`.
+    fn targets_user(n: usize) -> String;
+    /// `SELECT bid, user_id`: the audience of each broadcast of type `t` whose id is in the JSON
+    /// array bound as `$n`.
+    fn audience(t: TargetType, n: usize) -> String;
+}

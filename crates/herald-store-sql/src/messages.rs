@@ -1,0 +1,269 @@
+//! A user's messages: inbox, pending catch-up, read and visibility state, delivery records.
+
+use crate::dialect::Dialect;
+use crate::rows::{get, ts};
+use crate::store::SqlStore;
+use herald_domain::{command, Broadcast, Delivery, Timestamp, User};
+use herald_store::{DeliveryMark, InboxItem, StoreError, StoreResult};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+
+/// At most this many pending messages are sent on one connect (the newest); older ones stay in
+/// the inbox.
+const MAX_PENDING: i64 = 1_000;
+
+/// Rows per statement when writing delivery records; each statement carries its rows as one JSON
+/// array the database unpacks itself (several times faster than a parameter per value).
+const MARKS_PER_STATEMENT: usize = 5_000;
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    for<'c> &'c Pool<D::DB>: Executor<'c, Database = D::DB>,
+    for<'q> <D::DB as Database>::Arguments<'q>: IntoArguments<'q, D::DB>,
+    for<'r> i64: Encode<'r, D::DB> + Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> String: Encode<'r, D::DB> + Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> &'r str: Encode<'r, D::DB> + Type<D::DB>,
+    for<'r> bool: Encode<'r, D::DB> + Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> Option<i64>: Encode<'r, D::DB>,
+    for<'r> Option<&'r str>: Encode<'r, D::DB>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+{
+    /// Active, not fire-and-forget, not expired, unread, addressed to `$1` at time `$2`, over
+    /// `broadcasts b LEFT JOIN deliveries d` (the user's record).
+    fn inbox_where() -> String {
+        format!(
+            "b.status = 'ACTIVE' AND b.fire_and_forget = FALSE AND (b.expires_at IS NULL OR b.expires_at > $2) \
+             AND d.read_at IS NULL AND {}",
+            D::targets_user(1)
+        )
+    }
+
+    fn inbox_from() -> &'static str {
+        "broadcasts b LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = $1"
+    }
+
+    pub(crate) async fn inbox_rows(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InboxItem>> {
+        let sql = format!(
+            "SELECT {}, d.delivered_at, d.read_at FROM {} WHERE {} AND b.id < $3 ORDER BY b.id DESC LIMIT $4",
+            D::BROADCAST_COLUMNS,
+            Self::inbox_from(),
+            Self::inbox_where()
+        );
+        let rows = sqlx::query::<D::DB>(&sql)
+            .bind(user)
+            .bind(now.millis())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(self.d.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxItem {
+                    broadcast: Self::broadcast_from(row)?,
+                    message_seq: get(row, 15)?,
+                    delivered_at: ts(get(row, 16)?),
+                    read_at: ts(get(row, 17)?),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn pending_rows(
+        &self,
+        user: &str,
+        upto_seq: i64,
+        now: Timestamp,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        let sql = format!(
+            "SELECT b.message_seq, b.id FROM {} WHERE {} AND d.delivered_at IS NULL \
+             AND b.message_seq IS NOT NULL AND b.message_seq <= $3 ORDER BY b.message_seq DESC LIMIT $4",
+            Self::inbox_from(),
+            Self::inbox_where()
+        );
+        let rows = sqlx::query::<D::DB>(&sql)
+            .bind(user)
+            .bind(now.millis())
+            .bind(upto_seq)
+            .bind(MAX_PENDING)
+            .fetch_all(self.d.reader())
+            .await?;
+        let mut ids = rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect::<StoreResult<Vec<_>>>()?;
+        ids.reverse();
+        Ok(ids)
+    }
+
+    pub(crate) async fn live_unread_rows(
+        &self,
+        user: &str,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> StoreResult<Vec<Broadcast>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE b.id IN {} AND b.status = 'ACTIVE' AND b.fire_and_forget = FALSE \
+             AND (b.expires_at IS NULL OR b.expires_at > $3) AND d.read_at IS NULL",
+            D::BROADCAST_COLUMNS,
+            Self::inbox_from(),
+            D::json_ints(2)
+        );
+        let list = serde_json::to_string(ids).map_err(StoreError::backend)?;
+        let rows = sqlx::query::<D::DB>(&sql)
+            .bind(user)
+            .bind(list)
+            .bind(now.millis())
+            .fetch_all(self.d.reader())
+            .await?;
+        rows.iter().map(Self::broadcast_from).collect()
+    }
+
+    pub(crate) async fn count_unread(&self, user: &str, now: Timestamp) -> StoreResult<i64> {
+        let sql = format!("SELECT count(*) FROM {} WHERE {}", Self::inbox_from(), Self::inbox_where());
+        Ok(sqlx::query_scalar::<D::DB, i64>(&sql)
+            .bind(user)
+            .bind(now.millis())
+            .fetch_one(self.d.reader())
+            .await?)
+    }
+
+    /// The user's record of a broadcast, created empty if missing and (where it matters) locked
+    /// for the rest of the transaction: concurrent reads of one message see one another.
+    async fn delivery_for_update(
+        conn: &mut <D::DB as Database>::Connection,
+        user: &str,
+        id: i64,
+    ) -> StoreResult<Delivery> {
+        sqlx::query::<D::DB>(
+            "INSERT INTO deliveries (broadcast_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+        let sql = format!(
+            "SELECT delivered_at, rendered_at, read_at FROM deliveries WHERE broadcast_id = $1 AND user_id = $2{}",
+            D::FOR_UPDATE
+        );
+        let row = sqlx::query::<D::DB>(&sql).bind(id).bind(user).fetch_one(&mut *conn).await?;
+        Ok(Delivery {
+            delivered_at: ts(get(&row, 0)?),
+            rendered_at: ts(get(&row, 1)?),
+            read_at: ts(get(&row, 2)?),
+        })
+    }
+
+    async fn save_delivery(
+        conn: &mut <D::DB as Database>::Connection,
+        user: &str,
+        id: i64,
+        d: &Delivery,
+    ) -> StoreResult<()> {
+        sqlx::query::<D::DB>(
+            "UPDATE deliveries SET delivered_at = $3, rendered_at = $4, read_at = $5 \
+             WHERE broadcast_id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(d.delivered_at.map(Timestamp::millis))
+        .bind(d.rendered_at.map(Timestamp::millis))
+        .bind(d.read_at.map(Timestamp::millis))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Loads what a read or an acknowledgement decides on: the broadcast and the user's profile.
+    async fn reader_of(&self, user: &str, id: i64) -> StoreResult<(Broadcast, User)> {
+        let broadcast = self.broadcast_row(id).await?.ok_or(StoreError::BroadcastNotFound(id))?;
+        Ok((broadcast, self.profile(user).await?))
+    }
+
+    pub(crate) async fn read_one(&self, user: &str, id: i64, now: Timestamp) -> StoreResult<Timestamp> {
+        let (broadcast, profile) = self.reader_of(user, id).await?;
+        let mut tx = self.d.begin().await?;
+        let delivery = Self::delivery_for_update(&mut tx, user, id).await?;
+        let change = command::read(&broadcast, &profile, delivery, now)?;
+        Self::save_delivery(&mut tx, user, id, &change.state).await?;
+        Self::append(&mut tx, &change.events, now).await?;
+        tx.commit().await?;
+        if !change.events.is_empty() {
+            self.wake_relay();
+        }
+        Ok(change.state.read_at.unwrap_or(now))
+    }
+
+    pub(crate) async fn read_all(&self, user: &str, now: Timestamp) -> StoreResult<u64> {
+        let profile = self.profile(user).await?;
+        let mut tx = self.d.begin().await?;
+        let sql =
+            format!("SELECT b.id FROM {} WHERE {} ORDER BY b.id", Self::inbox_from(), Self::inbox_where());
+        let ids: Vec<i64> =
+            sqlx::query_scalar::<D::DB, i64>(&sql).bind(user).bind(now.millis()).fetch_all(&mut *tx).await?;
+        let mut newly = 0;
+        for id in ids {
+            let delivery = Self::delivery_for_update(&mut tx, user, id).await?;
+            let change = command::read_unchecked(id, &profile, delivery, now);
+            if !change.events.is_empty() {
+                Self::save_delivery(&mut tx, user, id, &change.state).await?;
+                Self::append(&mut tx, &change.events, now).await?;
+                newly += 1;
+            }
+        }
+        tx.commit().await?;
+        if newly > 0 {
+            self.wake_relay();
+        }
+        Ok(newly)
+    }
+
+    pub(crate) async fn acknowledge(&self, user: &str, id: i64, now: Timestamp) -> StoreResult<()> {
+        let (broadcast, profile) = self.reader_of(user, id).await?;
+        let mut tx = self.d.begin().await?;
+        let delivery = Self::delivery_for_update(&mut tx, user, id).await?;
+        let change = command::acknowledge(&broadcast, &profile, delivery, now)?;
+        Self::save_delivery(&mut tx, user, id, &change.state).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Upserts delivery marks; existing times are kept (first delivery wins). Marks sorted by
+    /// (broadcast, user), as the recorder sends them, become appends to the primary key. A record
+    /// that exists already has its delivery time (every writer sets it), so only marks that also
+    /// read (fire-and-forget) need to update one.
+    pub(crate) async fn write_marks(&self, marks: &[DeliveryMark]) -> StoreResult<()> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let insert = format!(
+            "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
+             SELECT CAST(m.value ->> 0 AS BIGINT), m.value ->> 1, CAST(m.value ->> 2 AS BIGINT), \
+             CAST(m.value ->> 3 AS BIGINT) FROM {} WHERE TRUE ON CONFLICT (broadcast_id, user_id) ",
+            D::json_array_rows(1, "m")
+        );
+        let keep = format!("{insert}DO NOTHING");
+        let read = format!("{insert}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)");
+        let mut tx = self.d.begin().await?;
+        let mut rest = marks;
+        while let Some(first) = rest.first() {
+            let run = rest.iter().take(MARKS_PER_STATEMENT).take_while(|m| m.read == first.read).count();
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            let rows: Vec<(i64, &str, i64, Option<i64>)> = group
+                .iter()
+                .map(|m| (m.broadcast_id, &*m.user_id, m.at.millis(), m.read.then_some(m.at.millis())))
+                .collect();
+            let json = serde_json::to_string(&rows).map_err(StoreError::backend)?;
+            let sql = if first.read { &read } else { &keep };
+            sqlx::query::<D::DB>(sql).bind(json).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! [`SqlStore`]: the [`Store`] a backend gets by handing its [`Dialect`] over.
+
+use crate::dialect::Dialect;
+use async_trait::async_trait;
+use herald_domain::{Broadcast, Event, NewBroadcast, Timestamp, User, UserId};
+use herald_store::{
+    Counts, DeliveryMark, DeliveryRow, DueWork, EventRange, InboxItem, ListFilter, Signals, Store,
+    StoreResult,
+};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+
+pub struct SqlStore<D> {
+    pub(crate) d: D,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    pub fn new(dialect: D) -> Self {
+        Self { d: dialect }
+    }
+
+    pub fn dialect(&self) -> &D {
+        &self.d
+    }
+
+    /// After a commit: events await the relay.
+    pub(crate) fn wake_relay(&self) {
+        self.d.signals().outbox.notify_one();
+    }
+
+    /// After a commit: a due time may have moved earlier.
+    pub(crate) fn wake_scheduler(&self) {
+        self.d.signals().schedule.notify_one();
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Store for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    for<'c> &'c Pool<D::DB>: Executor<'c, Database = D::DB>,
+    for<'q> <D::DB as Database>::Arguments<'q>: IntoArguments<'q, D::DB>,
+    for<'r> i64: Encode<'r, D::DB> + Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> String: Encode<'r, D::DB> + Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> &'r str: Encode<'r, D::DB> + Type<D::DB>,
+    for<'r> bool: Encode<'r, D::DB> + Decode<'r, D::DB> + Type<D::DB>,
+    for<'r> Option<i64>: Encode<'r, D::DB>,
+    for<'r> Option<&'r str>: Encode<'r, D::DB>,
+    usize: ColumnIndex<<D::DB as Database>::Row>,
+{
+    fn signals(&self) -> &Signals {
+        self.d.signals()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query::<D::DB>("SELECT 1").execute(self.d.reader()).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.d.close().await;
+    }
+
+    async fn put_user(&self, user: &User, now: Timestamp) -> StoreResult<User> {
+        self.put_user_row(user, now).await
+    }
+
+    async fn ensure_user(&self, id: &UserId, now: Timestamp) -> StoreResult<User> {
+        self.ensure_user_row(id, now).await
+    }
+
+    async fn seed_users(&self, users: &[User], now: Timestamp) -> StoreResult<usize> {
+        self.seed_user_rows(users, now).await
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        Ok(self.load_users(&[id.to_owned()]).await?.pop())
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
+        self.list_user_rows(after, limit).await
+    }
+
+    async fn delete_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        self.delete_user_row(id, now).await
+    }
+
+    async fn user_ids(&self) -> StoreResult<Vec<String>> {
+        self.all_user_ids().await
+    }
+
+    async fn create_broadcast(&self, new: &NewBroadcast, now: Timestamp) -> StoreResult<Broadcast> {
+        self.insert_broadcast(new, now).await
+    }
+
+    async fn get_broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
+        self.broadcast_row(id).await
+    }
+
+    async fn list_broadcasts(
+        &self,
+        filter: ListFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Broadcast>> {
+        self.broadcast_rows(filter, before, limit).await
+    }
+
+    async fn cancel_broadcast(&self, id: i64, now: Timestamp) -> StoreResult<Broadcast> {
+        self.cancel_row(id, now).await
+    }
+
+    async fn counts_of(&self, broadcasts: &[Broadcast]) -> StoreResult<Vec<Counts>> {
+        self.audience_counts(broadcasts, true).await
+    }
+
+    async fn audience_size(&self, broadcast: &Broadcast) -> StoreResult<i64> {
+        let counts = self.audience_counts(std::slice::from_ref(broadcast), false).await?;
+        Ok(counts.first().map_or(0, |c| c.targeted))
+    }
+
+    async fn deliveries(
+        &self,
+        broadcast: &Broadcast,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        self.delivery_rows(broadcast, after, limit).await
+    }
+
+    async fn inbox(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<InboxItem>> {
+        self.inbox_rows(user, before, limit, now).await
+    }
+
+    async fn pending_ids(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<(i64, i64)>> {
+        self.pending_rows(user, upto_seq, now).await
+    }
+
+    async fn live_unread(&self, user: &str, ids: &[i64], now: Timestamp) -> StoreResult<Vec<Broadcast>> {
+        self.live_unread_rows(user, ids, now).await
+    }
+
+    async fn unread_count(&self, user: &str, now: Timestamp) -> StoreResult<i64> {
+        self.count_unread(user, now).await
+    }
+
+    async fn mark_read(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<Timestamp> {
+        self.read_one(user, broadcast_id, now).await
+    }
+
+    async fn mark_all_read(&self, user: &str, now: Timestamp) -> StoreResult<u64> {
+        self.read_all(user, now).await
+    }
+
+    async fn ack_visibility(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<()> {
+        self.acknowledge(user, broadcast_id, now).await
+    }
+
+    async fn record_deliveries(&self, marks: &[DeliveryMark]) -> StoreResult<()> {
+        self.write_marks(marks).await
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        self.next_due_time().await
+    }
+
+    async fn run_due(&self, now: Timestamp) -> StoreResult<DueWork> {
+        self.run_due_work(now).await
+    }
+
+    async fn relay_batch(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.d.assign_positions(limit).await?;
+        self.events_in(after, i64::MAX, limit).await
+    }
+
+    async fn events_after(&self, after: i64, upto: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.events_in(after, upto, limit).await
+    }
+
+    async fn event_range(&self) -> StoreResult<EventRange> {
+        self.log_range().await
+    }
+
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
+        self.prune_log(before).await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        self.take_lease(name, holder, now, until).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        self.give_up_lease(name, holder).await
+    }
+
+    async fn node_heartbeat(&self, node: &str, now: Timestamp, since: Timestamp) -> StoreResult<Vec<String>> {
+        self.heartbeat(node, now, since).await
+    }
+}

@@ -1,0 +1,131 @@
+//! SQLite's side of the [`Dialect`]: one writer, positions at write, `json_each`, and the target
+//! ids of a broadcast in a table of their own.
+
+use crate::joiner::UserJoiner;
+use herald_domain::{TargetType, Timestamp};
+use herald_store::{Signals, StoreResult};
+use herald_store_sql::Dialect;
+use sqlx::{SqliteConnection, SqlitePool, Transaction};
+
+pub struct Sqlite {
+    pub(crate) write: SqlitePool,
+    pub(crate) read: SqlitePool,
+    pub(crate) signals: Signals,
+    pub(crate) new_users: UserJoiner,
+}
+
+impl Dialect for Sqlite {
+    type DB = sqlx::Sqlite;
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    async fn assign_positions(&self, _limit: u32) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        self.new_users.insert_bare(&self.write, id, now).await
+    }
+
+    async fn index_targets(
+        conn: &mut SqliteConnection,
+        broadcast_id: i64,
+        ids_json: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO broadcast_targets (broadcast_id, target_id) SELECT $1, value FROM json_each($2)",
+        )
+        .bind(broadcast_id)
+        .bind(ids_json)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    // The `events_advance` trigger moves the last position and a message's `message_seq` along.
+    const APPEND: &'static str = "INSERT INTO events (seq, kind, broadcast_id, payload, created_at) \
+         SELECT last_seq + 1, $1, $2, $3, $4 FROM relay_state WHERE id = 1";
+    const LEASE_TAKEOVER: &'static str = "$3 IS NOT NULL";
+    const FOR_UPDATE: &'static str = "";
+    const BYTE_ORDER: &'static str = "";
+    const BROADCAST_COLUMNS: &'static str = "b.id, b.correlation_id, b.sender_id, b.sender_name, b.content, \
+         b.priority, b.category, b.target_type, b.target_ids, b.scheduled_at, b.expires_at, \
+         b.fire_and_forget, b.status, b.created_at, b.updated_at, b.message_seq";
+
+    fn json_ints(n: usize) -> String {
+        format!("(SELECT value FROM json_each(${n}))")
+    }
+
+    fn json_texts(n: usize) -> String {
+        Self::json_ints(n)
+    }
+
+    fn json_text_rows(n: usize, alias: &str) -> String {
+        format!("json_each(${n}) AS {alias}")
+    }
+
+    fn json_array_rows(n: usize, alias: &str) -> String {
+        Self::json_text_rows(n, alias)
+    }
+
+    fn target_ids_value(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn uuid_value(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn targets_user(n: usize) -> String {
+        format!(
+            "(b.target_type = 'ALL' \
+              OR (b.target_type = 'SELECTED' AND EXISTS (SELECT 1 FROM broadcast_targets t \
+                    WHERE t.broadcast_id = b.id AND t.target_id = ${n})) \
+              OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM broadcast_targets t \
+                    JOIN user_roles r ON r.role = t.target_id WHERE t.broadcast_id = b.id AND r.user_id = ${n})) \
+              OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM broadcast_targets t \
+                    JOIN user_products p ON p.product = t.target_id \
+                    WHERE t.broadcast_id = b.id AND p.user_id = ${n})))"
+        )
+    }
+
+    fn audience(t: TargetType, n: usize) -> String {
+        let ids = Self::json_ints(n);
+        match t {
+            TargetType::All => {
+                format!("SELECT b.id AS bid, u.user_id FROM broadcasts b, users u WHERE b.id IN {ids}")
+            }
+            TargetType::Selected => format!(
+                "SELECT t.broadcast_id AS bid, t.target_id AS user_id FROM broadcast_targets t \
+                 WHERE t.broadcast_id IN {ids}"
+            ),
+            TargetType::Role => format!(
+                "SELECT DISTINCT t.broadcast_id AS bid, r.user_id FROM broadcast_targets t \
+                 JOIN user_roles r ON r.role = t.target_id WHERE t.broadcast_id IN {ids}"
+            ),
+            TargetType::Product => format!(
+                "SELECT DISTINCT t.broadcast_id AS bid, p.user_id FROM broadcast_targets t \
+                 JOIN user_products p ON p.product = t.target_id WHERE t.broadcast_id IN {ids}"
+            ),
+        }
+    }
+}
