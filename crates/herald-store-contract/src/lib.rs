@@ -7,6 +7,9 @@ use herald_domain::{
 };
 use herald_store::{DeliveryMark, Store};
 use herald_store_postgres::PoolSettings;
+mod audience;
+
+pub use audience::sql_audiences_match_the_domain_rule;
 use herald_testkit::{Backend, TestDb};
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ pub async fn open(db: &TestDb) -> Arc<dyn Store> {
     }
 }
 
-fn draft(now: Timestamp, extra: impl FnOnce(&mut CreateBroadcastRequest)) -> NewBroadcast {
+pub(crate) fn draft(now: Timestamp, extra: impl FnOnce(&mut CreateBroadcastRequest)) -> NewBroadcast {
     let mut req = CreateBroadcastRequest {
         sender_id: Some("admin".into()),
         content: Some("hello".into()),

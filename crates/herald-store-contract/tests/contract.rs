@@ -4,6 +4,7 @@ use herald_store_contract::*;
 use herald_testkit::on_both_backends;
 
 on_both_backends!(
+    sql_audiences_match_the_domain_rule,
     on_postgres_the_lease_has_one_holder_until_it_expires,
     relay_assigns_contiguous_positions_that_survive_reopening,
     a_scheduled_broadcast_activates_once_however_many_schedulers_run,

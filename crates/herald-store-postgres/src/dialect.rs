@@ -2,44 +2,30 @@
 //! row locks, arrays and its JSON functions.
 
 use herald_domain::{TargetType, Timestamp};
-use herald_store::{Signals, StoreResult};
-use herald_store_sql::Dialect;
-use sqlx::{PgConnection, PgPool, Transaction};
-use std::sync::Arc;
+use herald_store::StoreResult;
+use herald_store_sql::{Connections, Dialect};
+use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 
 pub struct Postgres {
-    pub(crate) pool: PgPool,
-    pub(crate) signals: Arc<Signals>,
+    pub(crate) connections: Connections<sqlx::Postgres>,
     pub(crate) listener: JoinHandle<()>,
 }
 
 impl Dialect for Postgres {
     type DB = sqlx::Postgres;
 
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    async fn begin(&self) -> StoreResult<Transaction<'static, sqlx::Postgres>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    fn signals(&self) -> &Signals {
-        &self.signals
+    fn connections(&self) -> &Connections<sqlx::Postgres> {
+        &self.connections
     }
 
     async fn close(&self) {
         self.listener.abort();
-        self.pool.close().await;
+        self.writer().close().await;
     }
 
     async fn assign_positions(&self, limit: u32) -> StoreResult<()> {
-        crate::relay::move_outbox(&self.pool, limit).await
+        crate::relay::move_outbox(self.writer(), limit).await
     }
 
     async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
@@ -49,7 +35,7 @@ impl Dialect for Postgres {
         )
         .bind(id)
         .bind(now.millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?;
         Ok(added.is_some())
     }
@@ -59,6 +45,7 @@ impl Dialect for Postgres {
         Ok(())
     }
 
+    const BEGIN: &'static str = "BEGIN";
     const APPEND: &'static str =
         "INSERT INTO outbox (kind, broadcast_id, payload, created_at) VALUES ($1, $2, $3, $4)";
     const LEASE_TAKEOVER: &'static str = "leases.holder = excluded.holder OR leases.expires_at <= $3";

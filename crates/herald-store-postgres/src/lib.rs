@@ -10,10 +10,8 @@ mod relay;
 
 pub use dialect::Postgres;
 use herald_store::{Signals, StoreError, StoreResult};
-use herald_store_sql::SqlStore;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use herald_store_sql::{migrator, Connections, SqlStore};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,25 +41,15 @@ impl Default for PoolSettings {
 pub const OUTBOX_CHANNEL: &str = "herald_outbox";
 pub const SCHEDULE_CHANNEL: &str = "herald_schedule";
 
-fn migrator() -> Migrator {
-    let migration = |version, name, sql| {
-        Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
-    };
-    let migrations = vec![
-        migration(1, "initial", include_str!("../migrations/0001_initial.sql")),
-        migration(
-            2,
-            "deliveries by broadcast only",
-            include_str!("../migrations/0002_deliveries_by_broadcast_only.sql"),
-        ),
-        migration(
-            3,
-            "outbox kind and notify triggers",
-            include_str!("../migrations/0003_outbox_kind_and_notify_triggers.sql"),
-        ),
-    ];
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
-}
+const MIGRATIONS: [(i64, &str, &str); 3] = [
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "deliveries by broadcast only", include_str!("../migrations/0002_deliveries_by_broadcast_only.sql")),
+    (
+        3,
+        "outbox kind and notify triggers",
+        include_str!("../migrations/0003_outbox_kind_and_notify_triggers.sql"),
+    ),
+];
 
 /// Connects to `url` (`postgres://…`) and migrates (under an advisory lock, so several nodes
 /// may start at once).
@@ -77,10 +65,11 @@ pub async fn open(url: &str, settings: PoolSettings) -> StoreResult<PgStore> {
         .idle_timeout(Duration::from_secs(600))
         .connect_with(options)
         .await?;
-    migrator().run(&pool).await.map_err(StoreError::backend)?;
+    migrator(&MIGRATIONS).run(&pool).await.map_err(StoreError::backend)?;
     let signals = Arc::new(Signals::default());
     let listener = tokio::spawn(listen(pool.clone(), signals.clone()));
-    Ok(SqlStore::new(Postgres { pool, signals, listener }))
+    let connections = Connections { read: pool.clone(), write: pool, signals };
+    Ok(SqlStore::new(Postgres { connections, listener }))
 }
 
 /// Forwards `NOTIFY`s to [`Signals`]. After any (re)connection both signals fire, since

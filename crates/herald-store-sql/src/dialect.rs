@@ -4,24 +4,64 @@
 
 use herald_domain::{TargetType, Timestamp};
 use herald_store::{Signals, StoreResult};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Database, Pool, Transaction};
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
+
+/// A backend's pools (SQLite: one writer and a read pool; PostgreSQL: one pool for both) and the
+/// wake-ups it gives after committing.
+pub struct Connections<DB: Database> {
+    pub read: Pool<DB>,
+    pub write: Pool<DB>,
+    pub signals: Arc<Signals>,
+}
+
+/// A backend's migrations, each `(version, name, sql)`: versioned, never edited once released.
+pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = migrations
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
+        })
+        .collect();
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
 
 /// A backend: its pools and transactions, the SQL fragments where the two dialects differ, and the
 /// few operations that exist on one side only.
 pub trait Dialect: Send + Sync + Sized + 'static {
     type DB: Database;
 
+    fn connections(&self) -> &Connections<Self::DB>;
+
     /// The pool reads go to.
-    fn reader(&self) -> &Pool<Self::DB>;
+    fn reader(&self) -> &Pool<Self::DB> {
+        &self.connections().read
+    }
+
     /// The pool statements outside a transaction write through.
-    fn writer(&self) -> &Pool<Self::DB>;
-    /// A write transaction. SQLite takes its one write lock up front (`BEGIN IMMEDIATE`), so a
-    /// transaction never fails half-way on a lock upgrade.
-    fn begin(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::DB>>> + Send;
+    fn writer(&self) -> &Pool<Self::DB> {
+        &self.connections().write
+    }
+
     /// Wake-ups for the relay and the scheduler.
-    fn signals(&self) -> &Signals;
-    fn close(&self) -> impl Future<Output = ()> + Send;
+    fn signals(&self) -> &Signals {
+        &self.connections().signals
+    }
+
+    /// A write transaction ([`Dialect::BEGIN`]).
+    fn begin(&self) -> impl Future<Output = StoreResult<Transaction<'static, Self::DB>>> + Send {
+        async move { Ok(self.writer().begin_with(Self::BEGIN).await?) }
+    }
+
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async move {
+            self.reader().close().await;
+            self.writer().close().await;
+        }
+    }
 
     /// Gives committed events their log positions, for the relay. PostgreSQL moves outbox rows
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
@@ -38,6 +78,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         ids_json: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// How a write transaction begins. SQLite takes its one write lock up front (`BEGIN
+    /// IMMEDIATE`), so a transaction never fails half-way on a lock upgrade.
+    const BEGIN: &'static str;
     /// Appends an event in the writing transaction: binds `$1` kind, `$2` broadcast id, `$3`
     /// record, `$4` time. SQLite writes it to the log at the next position; PostgreSQL to the
     /// outbox (whose trigger notifies the other nodes).

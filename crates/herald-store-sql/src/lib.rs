@@ -18,5 +18,5 @@ mod schedule;
 mod store;
 mod users;
 
-pub use dialect::Dialect;
+pub use dialect::{migrator, Connections, Dialect};
 pub use store::SqlStore;

@@ -3,39 +3,20 @@
 
 use crate::joiner::UserJoiner;
 use herald_domain::{TargetType, Timestamp};
-use herald_store::{Signals, StoreResult};
-use herald_store_sql::Dialect;
-use sqlx::{SqliteConnection, SqlitePool, Transaction};
+use herald_store::StoreResult;
+use herald_store_sql::{Connections, Dialect};
+use sqlx::SqliteConnection;
 
 pub struct Sqlite {
-    pub(crate) write: SqlitePool,
-    pub(crate) read: SqlitePool,
-    pub(crate) signals: Signals,
+    pub(crate) connections: Connections<sqlx::Sqlite>,
     pub(crate) new_users: UserJoiner,
 }
 
 impl Dialect for Sqlite {
     type DB = sqlx::Sqlite;
 
-    fn reader(&self) -> &SqlitePool {
-        &self.read
-    }
-
-    fn writer(&self) -> &SqlitePool {
-        &self.write
-    }
-
-    async fn begin(&self) -> StoreResult<Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    fn signals(&self) -> &Signals {
-        &self.signals
-    }
-
-    async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+    fn connections(&self) -> &Connections<sqlx::Sqlite> {
+        &self.connections
     }
 
     async fn assign_positions(&self, _limit: u32) -> StoreResult<()> {
@@ -43,7 +24,7 @@ impl Dialect for Sqlite {
     }
 
     async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        self.new_users.insert_bare(&self.write, id, now).await
+        self.new_users.insert_bare(self.writer(), id, now).await
     }
 
     async fn index_targets(
@@ -61,6 +42,7 @@ impl Dialect for Sqlite {
         Ok(())
     }
 
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
     // The `events_advance` trigger moves the last position and a message's `message_seq` along.
     const APPEND: &'static str = "INSERT INTO events (seq, kind, broadcast_id, payload, created_at) \
          SELECT last_seq + 1, $1, $2, $3, $4 FROM relay_state WHERE id = 1";

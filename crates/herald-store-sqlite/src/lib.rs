@@ -12,32 +12,20 @@ mod joiner;
 mod legacy;
 
 pub use dialect::Sqlite;
-use herald_store::{Signals, StoreError, StoreResult};
-use herald_store_sql::SqlStore;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use herald_store::{StoreError, StoreResult};
+use herald_store_sql::{migrator, Connections, SqlStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
 /// The SQLite store.
 pub type SqliteStore = SqlStore<Sqlite>;
 
-fn migrator() -> Migrator {
-    let migration = |version, name, sql| {
-        Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
-    };
-    let migrations = vec![
-        migration(1, "initial", include_str!("../migrations/0001_initial.sql")),
-        migration(
-            2,
-            "deliveries by broadcast only",
-            include_str!("../migrations/0002_deliveries_by_broadcast_only.sql"),
-        ),
-        migration(3, "positions at write", include_str!("../migrations/0003_positions_at_write.sql")),
-    ];
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
-}
+const MIGRATIONS: [(i64, &str, &str); 3] = [
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "deliveries by broadcast only", include_str!("../migrations/0002_deliveries_by_broadcast_only.sql")),
+    (3, "positions at write", include_str!("../migrations/0003_positions_at_write.sql")),
+];
 
 /// A bad SQLite URL or a file that cannot be created.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +52,7 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await?;
-    migrator().run(&write).await.map_err(StoreError::backend)?;
+    migrator(&MIGRATIONS).run(&write).await.map_err(StoreError::backend)?;
     let read = SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)
@@ -75,5 +63,6 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
     if moved > 0 {
         tracing::info!(events = moved, "moved events left in the outbox into the log");
     }
-    Ok(SqlStore::new(Sqlite { write, read, signals: Signals::default(), new_users: Default::default() }))
+    let connections = Connections { read, write, signals: Default::default() };
+    Ok(SqlStore::new(Sqlite { connections, new_users: Default::default() }))
 }
