@@ -86,13 +86,7 @@ pub async fn hold(
                         let _ = tx.send(Ok(()));
                     }
                 }
-                if let Some(id) = event.id {
-                    *log.last_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
-                }
-                if let Some(bid) = event.broadcast_id {
-                    log.receipts.lock().unwrap_or_else(|e| e.into_inner()).push((bid, now));
-                    counters.received.fetch_add(1, Ordering::Relaxed);
-                }
+                note(event, now, &log, &counters);
             }
         }
         read = tokio::select! {
@@ -105,6 +99,17 @@ pub async fn hold(
     }
     fail(&mut established, "stream ended before it was established".into());
     counters.open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Records an event's position and, for a message, when it arrived.
+fn note(event: Event, now: Instant, log: &StreamLog, counters: &Counters) {
+    if let Some(id) = event.id {
+        *log.last_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    }
+    if let Some(bid) = event.broadcast_id {
+        log.receipts.lock().unwrap_or_else(|e| e.into_inner()).push((bid, now));
+        counters.received.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Connects from the chosen address, sends the request and reads the response head. Returns the

@@ -78,6 +78,17 @@ pub struct Report {
     pub server: Server,
 }
 
+impl fmt::Display for Storm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.seconds.map_or("not all caught up".to_owned(), |t| format!("{t:.2} s"));
+        write!(
+            f,
+            "reconnect storm      {} of {} streams reconnected, {} caught up on {} missed broadcasts: {secs}",
+            self.reconnected, self.streams, self.caught_up, self.missed_broadcasts
+        )
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = |x: &Percentiles| {
@@ -106,27 +117,10 @@ impl fmt::Display for Report {
             writeln!(f, "records committed    {ms:.0} ms after the last create request")?;
         }
         if let Some(s) = &self.storm {
-            let secs = s.seconds.map_or("not all caught up".to_owned(), |t| format!("{t:.2} s"));
-            writeln!(
-                f,
-                "reconnect storm      {} of {} streams reconnected, {} caught up on {} missed broadcasts: {secs}",
-                s.reconnected, s.streams, s.caught_up, s.missed_broadcasts
-            )?;
+            writeln!(f, "{s}")?;
         }
         if let Some(s) = &self.stalled {
-            let closed = s
-                .all_closed_seconds
-                .map_or("not all closed".to_owned(), |t| format!("all closed after {t:.1} s"));
-            let per = s.peak_per_stream_kib.map_or("n/a".to_owned(), |k| format!("{k:.1} KiB"));
-            let after = s.rss_after_close_kib.map_or("n/a".to_owned(), |k| format!("{k} KiB"));
-            writeln!(
-                f,
-                "stalled readers      {} of {} opened; peak memory {} KiB over {} KiB before ({per} per stream), {after} once closed; {closed}",
-                s.opened,
-                s.streams,
-                s.rss_peak_kib.unwrap_or(0),
-                s.rss_before_kib.unwrap_or(0)
-            )?;
+            writeln!(f, "{s}")?;
         }
         let u = |u: &Option<Usage>| {
             u.map_or("n/a".to_owned(), |u| format!("{} KiB, {:.2} s CPU", u.rss_kib, u.cpu_seconds))

@@ -29,6 +29,25 @@ pub struct Stalled {
     pub all_closed_seconds: Option<f64>,
 }
 
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let closed = self
+            .all_closed_seconds
+            .map_or("not all closed".to_owned(), |t| format!("all closed after {t:.1} s"));
+        let per = self.peak_per_stream_kib.map_or("n/a".to_owned(), |k| format!("{k:.1} KiB"));
+        let after = self.rss_after_close_kib.map_or("n/a".to_owned(), |k| format!("{k} KiB"));
+        write!(
+            f,
+            "stalled readers      {} of {} opened; peak memory {} KiB over {} KiB before ({per} per stream), \
+             {after} once closed; {closed}",
+            self.opened,
+            self.streams,
+            self.rss_peak_kib.unwrap_or(0),
+            self.rss_before_kib.unwrap_or(0)
+        )
+    }
+}
+
 pub struct Setup<'a> {
     pub url: &'a str,
     pub server: SocketAddr,

@@ -37,8 +37,7 @@ impl TargetType {
 
 /// Who a broadcast is for. Membership is decided when a message is delivered or fetched,
 /// against the user's roles and products at that moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub target_type: TargetType,
     pub target_ids: Vec<String>,
@@ -88,10 +87,6 @@ impl BroadcastStatus {
             .find(|s| s.as_str() == text)
     }
 
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Expired | Self::Cancelled)
-    }
-
     /// `SCHEDULED → ACTIVE → EXPIRED`, `SCHEDULED|ACTIVE → CANCELLED`; nothing leaves a final state.
     pub fn transition(self, to: Self) -> Result<Self, TransitionError> {
         let allowed = matches!(
@@ -129,9 +124,9 @@ impl TargetType {
     }
 }
 
-/// A stored broadcast.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A stored broadcast. It has no serialized form of its own: the HTTP API shows it through a view
+/// and the log stores it in the event record (`record`), so neither shape can break the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broadcast {
     pub id: i64,
     pub correlation_id: Uuid,
@@ -140,7 +135,6 @@ pub struct Broadcast {
     pub content: String,
     pub priority: Priority,
     pub category: String,
-    #[serde(flatten)]
     pub target: Target,
     pub scheduled_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
@@ -162,11 +156,6 @@ impl Broadcast {
     /// (the expiry may be due but not yet processed by the scheduler).
     pub fn is_live_at(&self, now: Timestamp) -> bool {
         self.status == BroadcastStatus::Active && self.expires_at.is_none_or(|e| e > now)
-    }
-
-    /// Whether it belongs in inboxes and pending catch-up (fire-and-forget never does).
-    pub fn is_inbox_eligible(&self, now: Timestamp) -> bool {
-        !self.fire_and_forget && self.is_live_at(now)
     }
 }
 

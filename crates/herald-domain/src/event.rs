@@ -27,8 +27,7 @@ impl RemovalReason {
 
 /// What happened. `UserChanged` is internal: it keeps every node's view of connected users'
 /// roles and products current and is never sent to clients.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     Message { broadcast: Broadcast },
     MessageRemoved { broadcast_id: i64, reason: RemovalReason, target: Target },
@@ -38,7 +37,8 @@ pub enum EventBody {
 
 /// An event with its position in the log (`seq`), assigned by the store; strictly increasing,
 /// never reused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Stored and carried between nodes as a versioned record (`record`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub seq: i64,
     pub body: EventBody,

@@ -18,6 +18,6 @@ pub use command::{Change, Delivery, Refusal};
 pub use error::FieldError;
 pub use event::{Event, EventBody, RemovalReason};
 pub use message::{DeliveryStatus, MessageView, ReadStatus};
-pub use time::Timestamp;
+pub use time::{Clock, SystemClock, Timestamp};
 pub use user::{demo_users, User, UserId};
 pub use validate::{CreateBroadcastRequest, NewBroadcast};

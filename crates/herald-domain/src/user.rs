@@ -57,13 +57,10 @@ fn is_id_char(c: char) -> bool {
 }
 
 /// A directory entry. Roles and products are sets: order and duplicates carry no meaning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub user_id: UserId,
-    #[serde(default)]
     pub roles: BTreeSet<String>,
-    #[serde(default)]
     pub products: BTreeSet<String>,
 }
 

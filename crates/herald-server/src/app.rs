@@ -14,7 +14,7 @@ use crate::tasks::leader::{while_leader, Leadership};
 use crate::tasks::{feed, housekeeping, relay, scheduler};
 use crate::{http, net};
 use herald_bus::{EventBus, MemoryBus};
-use herald_domain::{demo_users, Timestamp};
+use herald_domain::{demo_users, SystemClock, Timestamp};
 use herald_store::{Store, StoreError};
 use herald_store_postgres::PoolSettings;
 use std::net::SocketAddr;
@@ -182,7 +182,7 @@ fn spawn_background(
     tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| relay.clone().run(stop)));
     let scheduling = store.clone();
     tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| {
-        scheduler::run(scheduling.clone(), stop)
+        scheduler::run(scheduling.clone(), Arc::new(SystemClock), stop)
     }));
     let (pruning, retention) = (store.clone(), config.event_retention);
     tasks.spawn(while_leader(leader, tasks_stop.clone(), move |stop| {

@@ -2,6 +2,7 @@
 //! writes them in batches, off the hot path. Counts in stats come from these rows.
 
 use crate::metrics::Metrics;
+use crate::report::Chain;
 use herald_store::{DeliveryMark, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Marks collected before a write at most.
 const MAX_BATCH: usize = 50_000;
@@ -97,6 +99,18 @@ impl Recorder {
         }
         let taken = buf.len() as u64;
         let marks = dedupe(std::mem::take(buf));
+        let span = tracing::debug_span!("recorder batch", marks = taken, rows = marks.len());
+        self.write_chunks(store, &marks, metrics, shutdown).instrument(span).await;
+        self.pending.fetch_sub(taken, Ordering::Relaxed);
+    }
+
+    async fn write_chunks(
+        &self,
+        store: &Arc<dyn Store>,
+        marks: &[DeliveryMark],
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) {
         for chunk in marks.chunks(MARKS_PER_TRANSACTION) {
             let mut attempt = 0u32;
             loop {
@@ -107,7 +121,7 @@ impl Recorder {
                     }
                     Err(e) => {
                         attempt += 1;
-                        tracing::warn!(error = %crate::report::Chain(&e), attempt, rows = chunk.len(), "writing delivery records failed");
+                        tracing::warn!(error = %Chain(&e), attempt, rows = chunk.len(), "writing delivery records failed");
                         if shutdown.is_cancelled() && attempt >= 3 {
                             tracing::error!(rows = chunk.len(), "giving up on delivery records at shutdown");
                             break;
@@ -117,7 +131,6 @@ impl Recorder {
                 }
             }
         }
-        self.pending.fetch_sub(taken, Ordering::Relaxed);
     }
 }
 

@@ -25,7 +25,7 @@ impl Rng {
 
     /// Each of `names` with probability one half.
     fn subset(&mut self, names: &[&str]) -> BTreeSet<String> {
-        names.iter().filter(|_| self.next() % 2 == 0).map(|n| (*n).to_owned()).collect()
+        names.iter().filter(|_| self.next().is_multiple_of(2)).map(|n| (*n).to_owned()).collect()
     }
 }
 

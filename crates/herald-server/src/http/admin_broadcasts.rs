@@ -1,10 +1,8 @@
 //! `/api/admin/broadcasts`: create, list, read, cancel, stats and per-user deliveries.
 
 use super::extract::{ApiJson, ApiQuery};
-use super::limited;
-use super::ApiError;
-use super::Caller;
-use super::{page_limit, BroadcastId, ClientIp};
+use super::views::BroadcastView;
+use super::{limited, page_limit, ApiError, BroadcastId, Caller, ClientIp};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use axum::extract::State;
@@ -23,35 +21,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/broadcasts/{id}", get(show).delete(cancel))
         .route("/api/admin/broadcasts/{id}/stats", get(stats))
         .route("/api/admin/broadcasts/{id}/deliveries", get(deliveries))
-}
-
-/// The broadcast object: every field plus counts over its audience.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BroadcastOut {
-    #[serde(flatten)]
-    broadcast: Broadcast,
-    total_targeted: i64,
-    total_delivered: i64,
-    total_rendered: i64,
-    total_read: i64,
-}
-
-impl BroadcastOut {
-    fn new(broadcast: Broadcast, c: Counts) -> Self {
-        Self {
-            broadcast,
-            total_targeted: c.targeted,
-            total_delivered: c.delivered,
-            total_rendered: c.rendered,
-            total_read: c.read,
-        }
-    }
-}
-
-async fn with_counts(app: &AppState, b: Broadcast) -> Result<BroadcastOut, ApiError> {
-    let counts = app.store.counts(&b).await?;
-    Ok(BroadcastOut::new(b, counts))
 }
 
 async fn find(app: &AppState, id: i64) -> Result<Broadcast, ApiError> {
@@ -82,7 +51,8 @@ async fn create(
     // Nothing can have been recorded for a broadcast this new: count its audience only (the
     // records join cost a millisecond per create at 2 000 users).
     let counts = Counts { targeted: app.store.audience_size(&b).await?, ..Counts::default() };
-    Ok((StatusCode::CREATED, Json(BroadcastOut::new(b, counts))))
+    let body = serde_json::to_value(BroadcastView::new(&b, counts)).map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 #[derive(Deserialize)]
@@ -107,11 +77,12 @@ async fn list(
         })?,
     };
     let limit = page_limit(q.limit, 100, 500)?;
-    let mut out = Vec::new();
-    for b in app.store.list_broadcasts(filter, q.before, limit).await? {
-        out.push(with_counts(&app, b).await?);
-    }
-    Ok(Json(out))
+    let page = app.store.list_broadcasts(filter, q.before, limit).await?;
+    // One counts query per target type for the whole page, not one per broadcast.
+    let counts = app.store.counts_of(&page).await?;
+    let views: Vec<BroadcastView<'_>> =
+        page.iter().zip(counts).map(|(b, c)| BroadcastView::new(b, c)).collect();
+    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
 }
 
 async fn show(
@@ -121,7 +92,8 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.admin()?;
     let b = find(&app, id).await?;
-    Ok(Json(with_counts(&app, b).await?))
+    let counts = app.store.counts(&b).await?;
+    Ok(Json(serde_json::to_value(BroadcastView::new(&b, counts)).map_err(ApiError::internal)?))
 }
 
 async fn cancel(

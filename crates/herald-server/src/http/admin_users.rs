@@ -1,6 +1,7 @@
 //! `/api/admin/users`: the user directory.
 
 use super::extract::{ApiJson, ApiQuery};
+use super::views::UserView;
 use super::ApiError;
 use super::Caller;
 use super::{page_limit, required_user};
@@ -33,7 +34,9 @@ async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.admin()?;
     let limit = page_limit(q.limit, 100, 1_000)?;
-    Ok(Json(app.store.list_users(q.after.as_deref(), limit).await?))
+    let users = app.store.list_users(q.after.as_deref(), limit).await?;
+    let views: Vec<UserView<'_>> = users.iter().map(UserView::from).collect();
+    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
 }
 
 async fn show(
@@ -44,7 +47,8 @@ async fn show(
     caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
     let user = app.store.get_user(id.as_str()).await?;
-    user.map(Json).ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))
+    let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
+    Ok(Json(serde_json::to_value(UserView::from(&user)).map_err(ApiError::internal)?))
 }
 
 #[derive(Deserialize)]
@@ -69,7 +73,7 @@ async fn put(
     };
     let saved = app.store.put_user(&user, Timestamp::now()).await?;
     tracing::info!(user.id = %saved.user_id, "user saved");
-    Ok(Json(saved))
+    Ok(Json(serde_json::to_value(UserView::from(&saved)).map_err(ApiError::internal)?))
 }
 
 async fn remove(

@@ -110,8 +110,8 @@ impl From<Refused> for ApiError {
     }
 }
 
-/// An error response, rendered by [`crate::http::middleware::error_body`] once the request path
-/// is known; `cause` is logged there for a 5xx.
+/// An error response, rendered by the `error_body` middleware once the request path is known;
+/// `cause` is logged by the `observe` middleware for a 5xx.
 #[derive(Clone, Debug)]
 pub struct ErrorInfo {
     pub status: StatusCode,

@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod streams;
 mod user_messages;
+mod views;
 
 pub use caller::Caller;
 pub use error::ApiError;

@@ -32,7 +32,8 @@ struct UserQuery {
     before: Option<i64>,
 }
 
-/// The inbox, newest first; every message in it counts as delivered from now on.
+/// The inbox, newest first; every message in it counts as delivered from now on (its record is
+/// written with the recorder's next batch).
 async fn inbox(
     State(app): State<AppState>,
     caller: Caller,
@@ -53,7 +54,8 @@ async fn inbox(
             read: false,
         })
         .collect();
-    app.store.record_deliveries(&marks).await?;
+    // Written in the recorder's next batch, like every other delivery.
+    app.recorder.record(marks).await;
     let views: Vec<MessageView<'_>> = items
         .iter()
         .map(|i| MessageView::for_user(&i.broadcast, user.as_str(), i.delivered_at.or(Some(now)), i.read_at))

@@ -17,11 +17,24 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneService;
 use tower::ServiceExt;
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    router: Router,
+    limits: ConnLimits,
+    builder: http1::Builder,
+    /// Tells hyper connections to finish their request and close (graceful shutdown).
+    drain: CancellationToken,
+    /// Every connection task, so shutdown can wait for streams served outside hyper too.
+    tasks: TaskTracker,
+    runtime: Arc<StreamRuntime>,
+}
 
 /// Serves until `stop` is cancelled; then stops accepting, calls `before_drain` (which ends the
 /// streams), waits up to `grace` for connections to finish and closes the rest.
@@ -31,80 +44,98 @@ pub async fn serve(
     limits: ConnLimits,
     stop: CancellationToken,
     grace: Duration,
-    streams: Arc<StreamRuntime>,
+    runtime: Arc<StreamRuntime>,
     before_drain: impl FnOnce(),
 ) {
-    // Every connection task, so shutdown can wait for streams served outside hyper too.
-    let tasks = TaskTracker::new();
-    let all = CancellationToken::new();
-    let drain = CancellationToken::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
+    let shared = Shared {
+        router,
+        limits,
+        builder,
+        drain: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        runtime,
+    };
+    let all = CancellationToken::new();
+    while let Some((stream, peer)) = accept(&listener, &stop).await {
+        let _ = stream.set_nodelay(true);
+        match admit(&shared.limits, peer) {
+            Ok(slot) => {
+                let kill = all.child_token();
+                let ctl = ConnCtl { kill: kill.clone(), peer };
+                shared.tasks.spawn(connection(shared.clone(), stream, ctl, slot, kill));
+            }
+            Err(message) => {
+                shared.tasks.spawn(refuse_busy(stream, message));
+            }
+        }
+    }
+    drop(listener);
+    before_drain();
+    shared.drain.cancel();
+    shared.tasks.close();
+    if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+    all.cancel();
+}
+
+/// The next connection, or `None` once `stop` is cancelled.
+async fn accept(listener: &TcpListener, stop: &CancellationToken) -> Option<(TcpStream, SocketAddr)> {
     loop {
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => return Some(pair),
                 Err(e) => {
                     // Out of file descriptors, most likely: give closing sockets a moment.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        _ = stop.cancelled() => break,
+                        _ = stop.cancelled() => return None,
                     }
-                    continue;
                 }
             },
-            _ = stop.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let slot = match admit(&limits, peer) {
-            Ok(slot) => slot,
-            Err(message) => {
-                tasks.spawn(refuse_busy(stream, message));
-                continue;
-            }
-        };
-        let kill = all.child_token();
-        let ctl = ConnCtl { kill: kill.clone(), peer };
-        let (router, limits, builder, drain, streams, tracker) =
-            (router.clone(), limits.clone(), builder.clone(), drain.clone(), streams.clone(), tasks.clone());
-        tasks.spawn(async move {
-            let work = async move {
-                match raw::sniff(stream, &limits).await {
-                    Sniffed::Stream(stream, request) => {
-                        let conn = StreamConn {
-                            runtime: &streams,
-                            tasks: &tracker,
-                            send_timeout: limits.send_timeout,
-                            slot,
-                        };
-                        raw::serve_stream(stream, request, router, ctl, conn).await
-                    }
-                    Sniffed::Other(io) => {
-                        let _slot = slot;
-                        serve_http(io, router, ctl, &builder, &drain).await
-                    }
-                    Sniffed::Done => {}
-                }
-            };
-            tokio::select! {
-                _ = work => {}
-                _ = kill.cancelled() => {}
-            }
-        });
+            _ = stop.cancelled() => return None,
+        }
     }
-    drop(listener);
-    before_drain();
-    drain.cancel();
-    tasks.close();
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
+}
+
+/// One connection: a stream on the raw socket, or requests through hyper, until it ends or is
+/// killed.
+async fn connection(
+    shared: Shared,
+    stream: TcpStream,
+    ctl: ConnCtl,
+    slot: Option<ConnSlot>,
+    kill: CancellationToken,
+) {
+    let work = async {
+        match raw::sniff(stream, &shared.limits).await {
+            Sniffed::Stream(stream, request) => {
+                let conn = StreamConn {
+                    runtime: &shared.runtime,
+                    tasks: &shared.tasks,
+                    send_timeout: shared.limits.send_timeout,
+                    slot,
+                };
+                raw::serve_stream(stream, request, shared.router.clone(), ctl, conn).await
+            }
+            Sniffed::Other(io) => {
+                let _slot = slot;
+                serve_http(io, shared.router.clone(), ctl, &shared.builder, &shared.drain).await
+            }
+            Sniffed::Done => {}
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = kill.cancelled() => {}
     }
-    all.cancel();
 }
 
 /// The peer's place among its address's connections; peers that are trusted proxies are not
@@ -121,7 +152,7 @@ fn admit(limits: &ConnLimits, peer: SocketAddr) -> Result<Option<ConnSlot>, Stri
     })
 }
 
-async fn refuse_busy(stream: tokio::net::TcpStream, message: String) {
+async fn refuse_busy(stream: TcpStream, message: String) {
     wire::refuse(stream, StatusCode::TOO_MANY_REQUESTS, &message, "", &[("retry-after", "5")]).await;
 }
 

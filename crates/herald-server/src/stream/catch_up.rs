@@ -7,7 +7,7 @@
 
 use super::frame;
 use super::hub::Replay;
-use super::open::StreamService;
+use super::service::StreamService;
 use super::window::Logged;
 use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};

@@ -7,7 +7,9 @@ mod catch_up;
 pub mod frame;
 mod hub;
 mod open;
+mod service;
 mod window;
 
 pub use hub::{Hub, HubConfig};
-pub use open::{ConnectRequest, Refused, StreamService};
+pub use open::{ConnectRequest, Refused};
+pub use service::StreamService;

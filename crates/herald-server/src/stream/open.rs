@@ -4,30 +4,19 @@
 use super::body::SseStream;
 use super::catch_up::CatchUp;
 use super::frame;
-use super::hub::{Admission, Hub, Registration};
+use super::hub::{Admission, Registration};
+use super::service::StreamService;
 use crate::limits::ConnSlot;
-use crate::metrics::{Metrics, Rejection};
-use crate::recorder::Recorder;
+use crate::metrics::Rejection;
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use bytes::BytesMut;
 use herald_domain::{Timestamp, User};
-use herald_store::{Store, StoreError};
+use herald_store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// What opening and feeding a stream needs: the hub, the store, the recorder and the metrics.
-#[derive(Clone)]
-pub struct StreamService {
-    pub(super) hub: Arc<Hub>,
-    pub(super) store: Arc<dyn Store>,
-    pub(super) recorder: Recorder,
-    pub(super) metrics: Arc<Metrics>,
-    /// The reconnect delay announced in the `retry:` line.
-    retry: Duration,
-}
 
 pub struct ConnectRequest {
     pub user: User,
@@ -53,16 +42,6 @@ pub enum Refused {
 }
 
 impl StreamService {
-    pub fn new(
-        hub: Arc<Hub>,
-        store: Arc<dyn Store>,
-        recorder: Recorder,
-        metrics: Arc<Metrics>,
-        retry: Duration,
-    ) -> Self {
-        Self { hub, store, recorder, metrics, retry }
-    }
-
     /// Registers the stream and answers with its response. A user at its stream limit gets a 200
     /// whose body is the `CONNECTION_LIMIT_REACHED` event alone.
     pub async fn open(&self, req: ConnectRequest) -> Result<Response, Refused> {
@@ -85,7 +64,7 @@ impl StreamService {
         };
         let Registration { rx, head, replay, guard } = reg;
         let mut first = BytesMut::new();
-        first.extend_from_slice(&frame::retry_frame(self.retry.as_millis()));
+        first.extend_from_slice(&frame::retry_frame(self.retry().as_millis()));
         let connected = serde_json::json!({
             "connectionId": &*req.connection_id,
             "userId": req.user.user_id.as_str(),
@@ -114,7 +93,7 @@ impl StreamService {
 
     fn limit_response(&self, limit: usize) -> Response {
         let mut body = BytesMut::new();
-        body.extend_from_slice(&frame::retry_frame(self.retry.as_millis()));
+        body.extend_from_slice(&frame::retry_frame(self.retry().as_millis()));
         let data = serde_json::json!({
             "message": format!("this user already has {limit} open streams; close one first"),
             "limit": limit,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 const PAGE: u32 = 1_000;
 
@@ -79,6 +80,18 @@ async fn deliver(hub: &Hub, recorder: &Recorder, event: Arc<Event>) {
 
 /// Dispatches logged events `after < seq <= upto` from the store; false when shutting down.
 async fn refill(
+    hub: &Hub,
+    store: &Arc<dyn Store>,
+    recorder: &Recorder,
+    after: i64,
+    upto: i64,
+    shutdown: &CancellationToken,
+) -> bool {
+    let span = tracing::info_span!("feed refill", after, upto);
+    refill_pages(hub, store, recorder, after, upto, shutdown).instrument(span).await
+}
+
+async fn refill_pages(
     hub: &Hub,
     store: &Arc<dyn Store>,
     recorder: &Recorder,

@@ -34,10 +34,19 @@ fn broadcast(extra: Value) -> Value {
 }
 
 fn cases() -> Vec<Case> {
+    let mut cases = create_cases();
+    cases.extend(body_cases());
+    cases.extend(admin_cases());
+    cases.extend(user_cases());
+    cases
+}
+
+/// Bad bodies for `POST /api/admin/broadcasts`.
+fn create_cases() -> Vec<Case> {
     let past = Timestamp::now().plus_millis(-60_000).to_rfc3339();
     let soon = Timestamp::now().plus_millis(60_000).to_rfc3339();
     let create = "/api/admin/broadcasts";
-    let mut cases = vec![
+    vec![
         case("POST", create, Some(broadcast(json!({"content": ""}))), 400, "content"),
         case("POST", create, Some(broadcast(json!({"content": "x".repeat(10_001)}))), 400, "at most 10000"),
         case("POST", create, Some(broadcast(json!({"content": 42}))), 400, "content"),
@@ -90,6 +99,13 @@ fn cases() -> Vec<Case> {
             "after scheduledAt",
         ),
         case("POST", create, Some(broadcast(json!({"fireAndForget": "yes"}))), 400, "fireAndForget"),
+    ]
+}
+
+/// Bodies that are not what a create takes at all: not an object, not JSON, too large.
+fn body_cases() -> Vec<Case> {
+    let create = "/api/admin/broadcasts";
+    vec![
         case("POST", create, Some(json!([1, 2])), 400, "must be a JSON object"),
         Case { body: Some("{\"content\": ".into()), ..case("POST", create, None, 400, "not valid JSON") },
         Case {
@@ -100,6 +116,12 @@ fn cases() -> Vec<Case> {
             body: Some(format!("{{\"content\": \"{}\"}}", "x".repeat(70_000))),
             ..case("POST", create, None, 413, "body_limit")
         },
+    ]
+}
+
+/// Bad ids, filters and pages on the admin routes.
+fn admin_cases() -> Vec<Case> {
+    vec![
         case("GET", "/api/admin/broadcasts/abc", None, 400, "not a broadcast id"),
         case("GET", "/api/admin/broadcasts/-3", None, 400, "not a broadcast id"),
         case("GET", "/api/admin/broadcasts/999", None, 404, "999"),
@@ -113,6 +135,16 @@ fn cases() -> Vec<Case> {
         case("PUT", "/api/admin/users/user-001", Some(json!({"roles": ["has space"]})), 400, "roles[0]"),
         case("PUT", "/api/admin/users/bad%20id", Some(json!({"roles": []})), 400, "userId"),
         case("DELETE", "/api/admin/users/nobody", None, 404, "nobody"),
+        case("GET", "/api/nothing-here", None, 404, "no route"),
+        case("PATCH", "/api/admin/broadcasts", None, 405, "PATCH"),
+    ]
+}
+
+/// Bad users, ids and states on the user routes. Broadcast 1 targets user-002 only, broadcast 2
+/// is scheduled for later (see the test).
+fn user_cases() -> Vec<Case> {
+    let scheduled = json!({"userId": "user-002", "broadcastId": 2});
+    vec![
         case("GET", "/api/user/messages", None, 400, "userId: is required"),
         case("GET", "/api/user/messages?userId=", None, 400, "userId"),
         case("GET", "/api/user/messages?userId=user-001&limit=100000", None, 400, "limit"),
@@ -150,22 +182,17 @@ fn cases() -> Vec<Case> {
         case("GET", "/api/user/sse/connect", None, 400, "userId: is required"),
         case("GET", "/api/user/sse/connect?userId=user-001&connectionId=a%20b", None, 400, "connectionId"),
         case("GET", "/api/user/sse/connected/bad%20id", None, 400, "userId"),
-        case("GET", "/api/nothing-here", None, 404, "no route"),
-        case("PATCH", "/api/admin/broadcasts", None, 405, "PATCH"),
-    ];
-    cases.push(case(
-        "POST",
-        "/api/user/messages/read",
-        Some(json!({"userId": "user-001", "broadcastId": 1})),
-        404,
-        "not addressed",
-    ));
-    // Broadcast 2 is scheduled for later: it cannot be read or acknowledged yet.
-    let scheduled = json!({"userId": "user-002", "broadcastId": 2});
-    cases.push(case("POST", "/api/user/messages/read", Some(scheduled.clone()), 409, "scheduled"));
-    cases.push(case("POST", "/api/user/messages/ack-visibility", Some(scheduled), 409, "scheduled"));
-    cases.push(case("GET", "/api/user/sse/connect?userId=user-001&sessionId=a%20b", None, 400, "sessionId"));
-    cases
+        case(
+            "POST",
+            "/api/user/messages/read",
+            Some(json!({"userId": "user-001", "broadcastId": 1})),
+            404,
+            "not addressed",
+        ),
+        case("POST", "/api/user/messages/read", Some(scheduled.clone()), 409, "scheduled"),
+        case("POST", "/api/user/messages/ack-visibility", Some(scheduled), 409, "scheduled"),
+        case("GET", "/api/user/sse/connect?userId=user-001&sessionId=a%20b", None, 400, "sessionId"),
+    ]
 }
 
 async fn every_malformed_request_gets_the_right_4xx_with_a_useful_message(backend: Backend) {

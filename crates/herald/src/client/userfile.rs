@@ -12,7 +12,7 @@
 
 use herald_domain::user::parse_names;
 use herald_domain::{User, UserId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,14 +169,32 @@ fn split_names(cell: &str) -> Vec<String> {
     cell.split(';').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
 }
 
-#[derive(Deserialize)]
+/// A user as the API and JSON-lines files write it.
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonUser {
-    user_id: String,
+pub struct JsonUser {
+    pub user_id: String,
     #[serde(default)]
-    roles: Vec<String>,
+    pub roles: Vec<String>,
     #[serde(default)]
-    products: Vec<String>,
+    pub products: Vec<String>,
+}
+
+impl JsonUser {
+    /// The user, checked by the server's rules.
+    pub fn into_user(self) -> Result<User, (Option<String>, String)> {
+        checked(&self.user_id, &self.roles, &self.products)
+    }
+}
+
+impl From<&User> for JsonUser {
+    fn from(u: &User) -> Self {
+        Self {
+            user_id: u.user_id.to_string(),
+            roles: u.roles.iter().cloned().collect(),
+            products: u.products.iter().cloned().collect(),
+        }
+    }
 }
 
 fn json_row(raw: &str) -> Result<User, (Option<String>, String)> {
@@ -186,7 +204,7 @@ fn json_row(raw: &str) -> Result<User, (Option<String>, String)> {
             .and_then(|v| v.get("userId").and_then(|v| v.as_str()).map(str::to_owned));
         (id, format!("not a user object: {e}"))
     })?;
-    checked(&row.user_id, &row.roles, &row.products)
+    row.into_user()
 }
 
 /// The server's rules, with the id (if any) for the report.
@@ -213,7 +231,7 @@ pub fn to_csv(users: &[User]) -> String {
 
 /// The directory as JSON lines.
 pub fn to_jsonl(users: &[User]) -> String {
-    users.iter().map(|u| format!("{}\n", serde_json::json!(u))).collect()
+    users.iter().map(|u| format!("{}\n", serde_json::json!(JsonUser::from(u)))).collect()
 }
 
 #[cfg(test)]

@@ -73,9 +73,15 @@ async fn directory(api: &Api) -> anyhow::Result<Vec<User>> {
         if let Some(last) = users.last() {
             path.push_str(&format!("&after={}", last.user_id));
         }
-        let page: Vec<User> = api.get(&path).await.context("listing the user directory failed")?;
+        let page: Vec<userfile::JsonUser> =
+            api.get(&path).await.context("listing the user directory failed")?;
         let done = page.len() < PAGE;
-        users.extend(page);
+        for row in page {
+            let user = row
+                .into_user()
+                .map_err(|(_, e)| anyhow::anyhow!("the server listed a user it cannot hold: {e}"))?;
+            users.push(user);
+        }
         if done {
             return Ok(users);
         }

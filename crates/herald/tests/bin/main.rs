@@ -4,6 +4,7 @@
 mod auth;
 mod bench_smoke;
 mod cli;
+mod cli_tail;
 mod cluster;
 mod serve;
 mod support;
