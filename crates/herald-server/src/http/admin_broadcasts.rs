@@ -1,7 +1,7 @@
 //! `/api/admin/broadcasts`: create, list, read, cancel, stats and per-user deliveries.
 
 use super::extract::{ApiJson, ApiQuery};
-use super::views::BroadcastView;
+use super::views::{json, BroadcastView};
 use super::{limited, page_limit, ApiError, BroadcastId, Caller, ClientIp};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -51,8 +51,7 @@ async fn create(
     // Nothing can have been recorded for a broadcast this new: count its audience only (the
     // records join cost a millisecond per create at 2 000 users).
     let counts = Counts { targeted: app.store.audience_size(&b).await?, ..Counts::default() };
-    let body = serde_json::to_value(BroadcastView::new(&b, counts)).map_err(ApiError::internal)?;
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, json(&BroadcastView::new(&b, counts))?))
 }
 
 #[derive(Deserialize)]
@@ -82,7 +81,7 @@ async fn list(
     let counts = app.store.counts_of(&page).await?;
     let views: Vec<BroadcastView<'_>> =
         page.iter().zip(counts).map(|(b, c)| BroadcastView::new(b, c)).collect();
-    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
+    json(&views)
 }
 
 async fn show(
@@ -93,7 +92,7 @@ async fn show(
     caller.admin()?;
     let b = find(&app, id).await?;
     let counts = app.store.counts(&b).await?;
-    Ok(Json(serde_json::to_value(BroadcastView::new(&b, counts)).map_err(ApiError::internal)?))
+    json(&BroadcastView::new(&b, counts))
 }
 
 async fn cancel(

@@ -1,7 +1,7 @@
 //! `/api/admin/users`: the user directory.
 
 use super::extract::{ApiJson, ApiQuery};
-use super::views::UserView;
+use super::views::{json, UserView};
 use super::ApiError;
 use super::Caller;
 use super::{page_limit, required_user};
@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use herald_domain::user::parse_names;
 use herald_domain::{Timestamp, User};
 use serde::Deserialize;
@@ -36,7 +36,7 @@ async fn list(
     let limit = page_limit(q.limit, 100, 1_000)?;
     let users = app.store.list_users(q.after.as_deref(), limit).await?;
     let views: Vec<UserView<'_>> = users.iter().map(UserView::from).collect();
-    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
+    json(&views)
 }
 
 async fn show(
@@ -48,7 +48,7 @@ async fn show(
     let id = required_user("userId", Some(&raw))?;
     let user = app.store.get_user(id.as_str()).await?;
     let user = user.ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
-    Ok(Json(serde_json::to_value(UserView::from(&user)).map_err(ApiError::internal)?))
+    json(&UserView::from(&user))
 }
 
 #[derive(Deserialize)]
@@ -73,7 +73,7 @@ async fn put(
     };
     let saved = app.store.put_user(&user, Timestamp::now()).await?;
     tracing::info!(user.id = %saved.user_id, "user saved");
-    Ok(Json(serde_json::to_value(UserView::from(&saved)).map_err(ApiError::internal)?))
+    json(&UserView::from(&saved))
 }
 
 async fn remove(

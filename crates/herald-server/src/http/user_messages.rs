@@ -2,6 +2,7 @@
 //! With auth `none` the user is the `userId` parameter (query, or body for POSTs).
 
 use super::extract::{ApiJson, ApiQuery, MaybeJson};
+use super::views::json;
 use super::ApiError;
 use super::Caller;
 use super::{page_limit, JsonId};
@@ -60,7 +61,7 @@ async fn inbox(
         .iter()
         .map(|i| MessageView::for_user(&i.broadcast, user.as_str(), i.delivered_at.or(Some(now)), i.read_at))
         .collect();
-    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
+    json(&views)
 }
 
 async fn unread_count(

@@ -1,6 +1,9 @@
 //! How the API shows domain values: the broadcast object (with its counts) and the user. They are
 //! views of their own, so an API field can change without touching what the log stores.
 
+use super::ApiError;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use herald_domain::{Broadcast, BroadcastStatus, Priority, TargetType, Timestamp, User};
 use herald_store::Counts;
 use serde::Serialize;
@@ -71,4 +74,10 @@ impl<'a> From<&'a User> for UserView<'a> {
     fn from(u: &'a User) -> Self {
         Self { user_id: u.user_id.as_str(), roles: &u.roles, products: &u.products }
     }
+}
+
+/// A JSON response of a view that borrows from the handler's values, fields in their declared order.
+pub fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
