@@ -233,7 +233,9 @@ where
         Ok(())
     }
 
-    /// Upserts delivery marks; existing times are kept (first delivery wins). Marks sorted by
+    /// Upserts delivery marks; existing times are kept (first delivery wins). One statement per
+    /// broadcast and few thousand marks: the (user, time) pairs travel as one JSON array the
+    /// database unpacks itself, several times faster than a parameter per row. Marks sorted by
     /// (broadcast, user), as the recorder sends them, become appends to the primary key. A record
     /// that exists already has its delivery time (every writer sets it), so only marks that also
     /// read (fire-and-forget) need to update one.
@@ -243,25 +245,29 @@ where
         }
         let insert = format!(
             "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
-             SELECT CAST(m.value ->> 0 AS BIGINT), m.value ->> 1, CAST(m.value ->> 2 AS BIGINT), \
-             CAST(m.value ->> 3 AS BIGINT) FROM {} WHERE TRUE ON CONFLICT (broadcast_id, user_id) ",
-            D::json_array_rows(1, "m")
+             SELECT $1, m.value ->> 0, CAST(m.value ->> 1 AS BIGINT), {{read}} FROM {} WHERE TRUE \
+             ON CONFLICT (broadcast_id, user_id) ",
+            D::json_array_rows(2, "m")
         );
-        let keep = format!("{insert}DO NOTHING");
-        let read = format!("{insert}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)");
+        let keep = format!("{}DO NOTHING", insert.replace("{read}", "CAST(NULL AS BIGINT)"));
+        let read = format!(
+            "{}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)",
+            insert.replace("{read}", "CAST(m.value ->> 1 AS BIGINT)")
+        );
         let mut tx = self.d.begin().await?;
         let mut rest = marks;
         while let Some(first) = rest.first() {
-            let run = rest.iter().take(MARKS_PER_STATEMENT).take_while(|m| m.read == first.read).count();
+            let run = rest
+                .iter()
+                .take(MARKS_PER_STATEMENT)
+                .take_while(|m| m.broadcast_id == first.broadcast_id && m.read == first.read)
+                .count();
             let (group, tail) = rest.split_at(run);
             rest = tail;
-            let rows: Vec<(i64, &str, i64, Option<i64>)> = group
-                .iter()
-                .map(|m| (m.broadcast_id, &*m.user_id, m.at.millis(), m.read.then_some(m.at.millis())))
-                .collect();
-            let json = serde_json::to_string(&rows).map_err(StoreError::backend)?;
+            let pairs: Vec<(&str, i64)> = group.iter().map(|m| (&*m.user_id, m.at.millis())).collect();
+            let json = serde_json::to_string(&pairs).map_err(StoreError::backend)?;
             let sql = if first.read { &read } else { &keep };
-            sqlx::query::<D::DB>(sql).bind(json).execute(&mut *tx).await?;
+            sqlx::query::<D::DB>(sql).bind(first.broadcast_id).bind(json).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
