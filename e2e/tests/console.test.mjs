@@ -84,6 +84,32 @@ describe('Herald web console', () => {
     await users.getByRole('status', { name: 'Notifications' }).getByText('console: E2E marker').first().waitFor();
   });
 
+  it('says so when a broadcast reaches nobody (the last MODERATOR lost the role after the form loaded)', async () => {
+    await admin.goto(`${herald.base}/#/admin/create`);
+    const form = admin.getByRole('region', { name: 'New broadcast' });
+    await form.getByRole('radio', { name: 'Roles' }).check();
+    // The form keeps its picks per target type: ADMIN is still checked from the earlier test.
+    await form.getByRole('checkbox', { name: 'ADMIN', exact: true }).uncheck();
+    await form.getByRole('checkbox', { name: 'MODERATOR', exact: true }).check();
+    await form.locator('#audience-estimate').getByText('1 user', { exact: true }).waitFor();
+    const put = (/** @type {string[]} */ roles) =>
+      fetch(`${herald.base}/api/admin/users/user-005`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ roles, products: ['Payments'] }),
+      });
+    assert.equal((await put(['USER'])).status, 200);
+    try {
+      await form.getByLabel('Message').fill('E2E for moderators');
+      await form.getByRole('button', { name: 'Send broadcast' }).click();
+      const alert = form.getByRole('alert').filter({ hasText: 'The server warns' });
+      await alert.getByText(/nobody is targeted now: no user has the role 'MODERATOR'/).waitFor();
+      await form.getByRole('status').filter({ hasText: /^Broadcast #\d+ sent: audience 0 users\. See its statistics\./ }).waitFor();
+    } finally {
+      assert.equal((await put(['USER', 'MODERATOR'])).status, 200);
+    }
+  });
+
   it('reading in one panel clears the message in the other panel of the same user', async () => {
     const first = panel(users, 'user-002', 1);
     const second = panel(users, 'user-002', 3);
@@ -139,6 +165,8 @@ describe('Herald web console', () => {
     await eventually(async () => (await card('Delivered').innerText()) === '1', { what: 'delivered = 1' });
     await eventually(async () => (await card('Rendered').innerText()) === '1', { what: 'rendered = 1' });
     await eventually(async () => (await card('Read').innerText()) === '1', { what: 'read = 1' });
+    // readRate is read / delivered (as in the system Herald replaces); the other is of targeted.
+    await cards.getByText('100% of delivered · 50% of targeted').waitFor();
     await page.getByRole('img', { name: /Cumulative counts/ }).waitFor();
     const rows = page.getByRole('table').getByRole('row');
     await rows.filter({ hasText: 'user-002' }).filter({ hasText: 'READ' }).waitFor();

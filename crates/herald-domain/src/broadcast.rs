@@ -35,8 +35,16 @@ impl TargetType {
     }
 }
 
+/// Whether a role (or product) name of a target names the user's: letters match in either case
+/// (`admin` is `ADMIN`, as in the system Herald replaces). Names are ASCII (see `validate`); the
+/// SQL of each backend folds them the same way.
+pub fn same_name(target: &str, held: &str) -> bool {
+    target.eq_ignore_ascii_case(held)
+}
+
 /// Who a broadcast is for. Membership is decided when a message is delivered or fetched,
-/// against the user's roles and products at that moment.
+/// against the user's roles and products at that moment. User ids match exactly; role and
+/// product names by [`same_name`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub target_type: TargetType,
@@ -44,12 +52,16 @@ pub struct Target {
 }
 
 impl Target {
+    fn holds(names: &[String], held: &std::collections::BTreeSet<String>) -> bool {
+        names.iter().any(|n| held.contains(n) || held.iter().any(|h| same_name(n, h)))
+    }
+
     pub fn includes(&self, user: &User) -> bool {
         match self.target_type {
             TargetType::All => true,
             TargetType::Selected => self.target_ids.iter().any(|id| id == user.user_id.as_str()),
-            TargetType::Role => self.target_ids.iter().any(|r| user.roles.contains(r)),
-            TargetType::Product => self.target_ids.iter().any(|p| user.products.contains(p)),
+            TargetType::Role => Self::holds(&self.target_ids, &user.roles),
+            TargetType::Product => Self::holds(&self.target_ids, &user.products),
         }
     }
 }
@@ -201,9 +213,14 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_matched_exactly() {
-        let u = user("u1", &["ADMIN"], &[]);
-        assert!(!target(TargetType::Role, &["admin"]).includes(&u));
+    fn role_and_product_names_match_ignoring_case() {
+        let u = user("u1", &["ADMIN"], &["Payments"]);
+        assert!(target(TargetType::Role, &["admin"]).includes(&u));
+        assert!(target(TargetType::Role, &["Admin"]).includes(&u));
+        assert!(target(TargetType::Product, &["PAYMENTS"]).includes(&u));
+        assert!(!target(TargetType::Role, &["admins"]).includes(&u));
+        // User ids stay exact.
+        assert!(!target(TargetType::Selected, &["U1"]).includes(&u));
     }
 
     #[test]

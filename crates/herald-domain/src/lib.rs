@@ -13,7 +13,7 @@ pub mod time;
 pub mod user;
 pub mod validate;
 
-pub use broadcast::{Broadcast, BroadcastStatus, Priority, Target, TargetType, TransitionError};
+pub use broadcast::{same_name, Broadcast, BroadcastStatus, Priority, Target, TargetType, TransitionError};
 pub use command::{Change, Delivery, Refusal};
 pub use error::FieldError;
 pub use event::{Event, EventBody, RemovalReason};

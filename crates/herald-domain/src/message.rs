@@ -25,6 +25,9 @@ pub enum ReadStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView<'a> {
+    /// The id of the user's copy. A user holds at most one copy of a broadcast, so it is the
+    /// broadcast's id: the same in the inbox and on the stream, on every node.
+    pub user_message_id: i64,
     pub broadcast_id: i64,
     pub correlation_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,6 +38,9 @@ pub struct MessageView<'a> {
     pub priority: Priority,
     pub category: &'a str,
     pub broadcast_created_at: Timestamp,
+    /// When the copy became the user's: the broadcast's `createdAt`, or its `scheduledAt` when
+    /// that is later.
+    pub created_at: Timestamp,
     pub scheduled_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub delivery_status: DeliveryStatus,
@@ -50,6 +56,7 @@ impl<'a> MessageView<'a> {
     /// The shared, user-less form sent on streams.
     pub fn for_stream(b: &'a Broadcast) -> Self {
         Self {
+            user_message_id: b.id,
             broadcast_id: b.id,
             correlation_id: b.correlation_id,
             user_id: None,
@@ -59,6 +66,7 @@ impl<'a> MessageView<'a> {
             priority: b.priority,
             category: &b.category,
             broadcast_created_at: b.created_at,
+            created_at: b.scheduled_at.map_or(b.created_at, |at| at.max(b.created_at)),
             scheduled_at: b.scheduled_at,
             expires_at: b.expires_at,
             delivery_status: DeliveryStatus::Delivered,

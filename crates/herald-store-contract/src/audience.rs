@@ -29,8 +29,9 @@ impl Rng {
     }
 }
 
-const ROLES: [&str; 4] = ["ADMIN", "OPS", "SALES", "USER"];
-const PRODUCTS: [&str; 3] = ["Payments", "Analytics", "Cards"];
+/// Some names differ only in case: they are the same name.
+const ROLES: [&str; 6] = ["ADMIN", "admin", "Ops", "OPS", "SALES", "USER"];
+const PRODUCTS: [&str; 4] = ["Payments", "PAYMENTS", "analytics", "Cards"];
 
 fn target(rng: &mut Rng, users: &[User]) -> Target {
     let pick = |rng: &mut Rng, names: &[&str]| {

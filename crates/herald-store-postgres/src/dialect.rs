@@ -12,6 +12,9 @@ pub struct Postgres {
     pub(crate) listener: JoinHandle<()>,
 }
 
+const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+
 impl Dialect for Postgres {
     type DB = sqlx::Postgres;
 
@@ -79,14 +82,23 @@ impl Dialect for Postgres {
         format!("CAST(${n} AS UUID)")
     }
 
+    /// `lower` would follow the database's locale; `translate` changes exactly A–Z, and is
+    /// immutable, so the folded names can be indexed (migration 0004).
+    fn fold(expr: &str) -> String {
+        format!("translate({expr}, '{UPPER}', '{LOWER}')")
+    }
+
     fn targets_user(n: usize) -> String {
         format!(
             "(b.target_type = 'ALL' \
               OR (b.target_type = 'SELECTED' AND ${n} = ANY (b.target_ids)) \
-              OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM user_roles r \
-                    WHERE r.user_id = ${n} AND r.role = ANY (b.target_ids))) \
-              OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM user_products p \
-                    WHERE p.user_id = ${n} AND p.product = ANY (b.target_ids))))"
+              OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM user_roles r, unnest(b.target_ids) AS t(name) \
+                    WHERE r.user_id = ${n} AND {role} = {name})) \
+              OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM user_products p, unnest(b.target_ids) AS t(name) \
+                    WHERE p.user_id = ${n} AND {product} = {name})))",
+            role = Self::fold("r.role"),
+            product = Self::fold("p.product"),
+            name = Self::fold("t.name"),
         )
     }
 
@@ -102,11 +114,17 @@ impl Dialect for Postgres {
             ),
             TargetType::Role => format!(
                 "SELECT DISTINCT b.id AS bid, r.user_id FROM broadcasts b \
-                 JOIN user_roles r ON r.role = ANY (b.target_ids) WHERE b.id IN {ids}"
+                 CROSS JOIN LATERAL unnest(b.target_ids) AS t(name) \
+                 JOIN user_roles r ON {} = {} WHERE b.id IN {ids}",
+                Self::fold("r.role"),
+                Self::fold("t.name")
             ),
             TargetType::Product => format!(
                 "SELECT DISTINCT b.id AS bid, p.user_id FROM broadcasts b \
-                 JOIN user_products p ON p.product = ANY (b.target_ids) WHERE b.id IN {ids}"
+                 CROSS JOIN LATERAL unnest(b.target_ids) AS t(name) \
+                 JOIN user_products p ON {} = {} WHERE b.id IN {ids}",
+                Self::fold("p.product"),
+                Self::fold("t.name")
             ),
         }
     }

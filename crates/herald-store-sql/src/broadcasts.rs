@@ -9,6 +9,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// The broadcasts a list filter names: those of the status bound as `$1`, or all when it is NULL.
+const FILTERED: &str = "(CAST($1 AS TEXT) IS NULL OR b.status = $1)";
+
 impl<D: Dialect> SqlStore<D>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
@@ -76,15 +79,13 @@ where
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<Broadcast>> {
-        let (status, order) = match filter {
-            ListFilter::All => (None, "b.id DESC"),
-            ListFilter::Active => (Some(BroadcastStatus::Active), "b.id DESC"),
-            ListFilter::Scheduled => (Some(BroadcastStatus::Scheduled), "b.scheduled_at ASC, b.id ASC"),
-            ListFilter::Expired => (Some(BroadcastStatus::Expired), "b.id DESC"),
-            ListFilter::Cancelled => (Some(BroadcastStatus::Cancelled), "b.id DESC"),
+        let status = filter.status();
+        let order = match filter {
+            ListFilter::Scheduled => "b.scheduled_at ASC, b.id ASC",
+            _ => "b.id DESC",
         };
         let sql = format!(
-            "SELECT {} FROM broadcasts b WHERE (CAST($1 AS TEXT) IS NULL OR b.status = $1) AND b.id < $2 \
+            "SELECT {} FROM broadcasts b WHERE {FILTERED} AND b.id < $2 \
              ORDER BY {order} LIMIT $3",
             D::BROADCAST_COLUMNS
         );
@@ -95,6 +96,15 @@ where
             .fetch_all(self.d.reader())
             .await?;
         rows.iter().map(Self::broadcast_from).collect()
+    }
+
+    pub(crate) async fn broadcast_count(&self, filter: ListFilter) -> StoreResult<i64> {
+        let sql = format!("SELECT count(*) FROM broadcasts b WHERE {FILTERED}");
+        let row = sqlx::query::<D::DB>(&sql)
+            .bind(filter.status().map(BroadcastStatus::as_str))
+            .fetch_one(self.d.reader())
+            .await?;
+        get(&row, 0)
     }
 
     /// Reads the broadcast and, where it matters, locks it for the rest of the transaction.

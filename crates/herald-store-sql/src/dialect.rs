@@ -112,6 +112,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     fn target_ids_value(n: usize) -> String;
     /// The value for the `correlation_id` column from the text bound as `$n`.
     fn uuid_value(n: usize) -> String;
+    /// The text `expr` with the letters A–Z lowered and nothing else changed: role and product
+    /// names compare by it (`herald_domain::same_name`).
+    fn fold(expr: &str) -> String;
     /// A condition: broadcast `b` targets the user whose id is bound as `$n`.
     fn targets_user(n: usize) -> String;
     /// `SELECT bid, user_id`: the audience of each broadcast of type `t` whose id is in the JSON

@@ -105,6 +105,10 @@ where
         self.broadcast_rows(filter, before, limit).await
     }
 
+    async fn count_broadcasts(&self, filter: ListFilter) -> StoreResult<i64> {
+        self.broadcast_count(filter).await
+    }
+
     async fn cancel_broadcast(&self, id: i64, now: Timestamp) -> StoreResult<Broadcast> {
         self.cancel_row(id, now).await
     }

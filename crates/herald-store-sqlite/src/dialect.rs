@@ -77,15 +77,21 @@ impl Dialect for Sqlite {
         format!("${n}")
     }
 
+    /// SQLite's built-in `lower` changes only ASCII letters.
+    fn fold(expr: &str) -> String {
+        format!("lower({expr})")
+    }
+
     fn targets_user(n: usize) -> String {
         format!(
             "(b.target_type = 'ALL' \
               OR (b.target_type = 'SELECTED' AND EXISTS (SELECT 1 FROM broadcast_targets t \
                     WHERE t.broadcast_id = b.id AND t.target_id = ${n})) \
               OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM broadcast_targets t \
-                    JOIN user_roles r ON r.role = t.target_id WHERE t.broadcast_id = b.id AND r.user_id = ${n})) \
+                    JOIN user_roles r ON lower(r.role) = lower(t.target_id) \
+                    WHERE t.broadcast_id = b.id AND r.user_id = ${n})) \
               OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM broadcast_targets t \
-                    JOIN user_products p ON p.product = t.target_id \
+                    JOIN user_products p ON lower(p.product) = lower(t.target_id) \
                     WHERE t.broadcast_id = b.id AND p.user_id = ${n})))"
         )
     }
@@ -102,11 +108,12 @@ impl Dialect for Sqlite {
             ),
             TargetType::Role => format!(
                 "SELECT DISTINCT t.broadcast_id AS bid, r.user_id FROM broadcast_targets t \
-                 JOIN user_roles r ON r.role = t.target_id WHERE t.broadcast_id IN {ids}"
+                 JOIN user_roles r ON lower(r.role) = lower(t.target_id) WHERE t.broadcast_id IN {ids}"
             ),
             TargetType::Product => format!(
                 "SELECT DISTINCT t.broadcast_id AS bid, p.user_id FROM broadcast_targets t \
-                 JOIN user_products p ON p.product = t.target_id WHERE t.broadcast_id IN {ids}"
+                 JOIN user_products p ON lower(p.product) = lower(t.target_id) \
+                 WHERE t.broadcast_id IN {ids}"
             ),
         }
     }

@@ -127,6 +127,8 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<Broadcast>>;
+    /// How many broadcasts the filter lists in all.
+    async fn count_broadcasts(&self, filter: ListFilter) -> StoreResult<i64>;
     /// Cancels; `MESSAGE_REMOVED` goes out when the broadcast was active.
     async fn cancel_broadcast(&self, id: i64, now: Timestamp) -> StoreResult<Broadcast>;
     /// Counts over each broadcast's current audience, from the per-user records, in the order given

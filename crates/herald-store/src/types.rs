@@ -1,6 +1,6 @@
 //! Plain data exchanged with a [`crate::Store`].
 
-use herald_domain::{Broadcast, Timestamp};
+use herald_domain::{Broadcast, BroadcastStatus, Timestamp};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -23,6 +23,17 @@ impl ListFilter {
             "expired" => Some(Self::Expired),
             "cancelled" => Some(Self::Cancelled),
             _ => None,
+        }
+    }
+
+    /// The one status the filter lists, or `None` for all.
+    pub fn status(self) -> Option<BroadcastStatus> {
+        match self {
+            Self::All => None,
+            Self::Active => Some(BroadcastStatus::Active),
+            Self::Scheduled => Some(BroadcastStatus::Scheduled),
+            Self::Expired => Some(BroadcastStatus::Expired),
+            Self::Cancelled => Some(BroadcastStatus::Cancelled),
         }
     }
 }

@@ -55,16 +55,23 @@ export function tally(users, field) {
  */
 export function estimateAudience(users, targetType, ids) {
   const wanted = new Set(ids);
+  // Role and product names match ignoring case, as on the server.
+  const names = new Set(ids.map(fold));
   switch (targetType) {
     case 'ALL':
       return users.length;
     case 'SELECTED':
       return wanted.size;
     case 'ROLE':
-      return users.filter((u) => u.roles.some((r) => wanted.has(r))).length;
+      return users.filter((u) => u.roles.some((r) => names.has(fold(r)))).length;
     case 'PRODUCT':
-      return users.filter((u) => u.products.some((p) => wanted.has(p))).length;
+      return users.filter((u) => u.products.some((p) => names.has(fold(p)))).length;
     default:
       return 0;
   }
+}
+
+/** A role or product name with A–Z lowered: the server's comparison. @param {string} name */
+function fold(name) {
+  return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
 }

@@ -1,12 +1,13 @@
 //! `/api/admin/users`: the user directory.
 
 use super::extract::{ApiJson, ApiQuery};
+use super::paging::{page_limit, Page};
+use super::required_user;
 use super::views::{json, UserView};
 use super::ApiError;
 use super::Caller;
-use super::{page_limit, required_user};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -27,16 +28,19 @@ struct ListQuery {
     after: Option<String>,
 }
 
+/// By user id, with a `Link` to the next page when the directory goes on.
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
+    OriginalUri(uri): OriginalUri,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.admin()?;
-    let limit = page_limit(q.limit, 100, 1_000)?;
-    let users = app.store.list_users(q.after.as_deref(), limit).await?;
-    let views: Vec<UserView<'_>> = users.iter().map(UserView::from).collect();
-    json(&views)
+    let limit = page_limit(q.limit)?;
+    let users = app.store.list_users(q.after.as_deref(), limit + 1).await?;
+    let page = Page::cut(users, limit, &uri, "after", |u| u.user_id.to_string());
+    let views: Vec<UserView<'_>> = page.rows.iter().map(UserView::from).collect();
+    Ok(page.link(json(&views)?))
 }
 
 async fn show(

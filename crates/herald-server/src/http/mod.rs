@@ -11,6 +11,7 @@ mod extract;
 mod middleware;
 mod openapi;
 mod ops;
+mod paging;
 mod streams;
 mod user_messages;
 mod views;
@@ -68,18 +69,10 @@ fn cors_layer(config: &crate::config::Config) -> Option<tower_http::cors::CorsLa
                 header::CONTENT_TYPE,
                 header::HeaderName::from_static("last-event-id"),
             ])
+            .expose_headers([header::LINK, header::HeaderName::from_static("x-total-count")])
             .allow_credentials(config.cors_allow_credentials)
             .max_age(std::time::Duration::from_secs(600)),
     )
-}
-
-/// A `limit` query parameter: `default` when absent, 400 outside `1..=max`.
-pub fn page_limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
-    match raw {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadRequest(format!("limit: {n} is outside 1..={max}"))),
-    }
 }
 
 /// `Err(429)` with the limiter's retry time.

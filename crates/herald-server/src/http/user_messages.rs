@@ -2,12 +2,13 @@
 //! With auth `none` the user is the `userId` parameter (query, or body for POSTs).
 
 use super::extract::{ApiJson, ApiQuery, MaybeJson};
+use super::paging::{page_limit, Page};
 use super::views::json;
 use super::ApiError;
 use super::Caller;
-use super::{page_limit, JsonId};
+use super::JsonId;
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,17 +34,20 @@ struct UserQuery {
     before: Option<i64>,
 }
 
-/// The inbox, newest first; every message in it counts as delivered from now on (its record is
-/// written with the recorder's next batch).
+/// The inbox, newest first, with a `Link` to the next page when it goes on; every message in it
+/// counts as delivered from now on (its record is written with the recorder's next batch).
 async fn inbox(
     State(app): State<AppState>,
     caller: Caller,
+    OriginalUri(uri): OriginalUri,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.user(&[q.user_id.as_deref()])?;
-    let limit = page_limit(q.limit, 50, 500)?;
+    let limit = page_limit(q.limit)?;
     let now = Timestamp::now();
-    let items = app.store.inbox(user.as_str(), q.before, limit, now).await?;
+    let rows = app.store.inbox(user.as_str(), q.before, limit + 1, now).await?;
+    let page = Page::cut(rows, limit, &uri, "before", |i| i.broadcast.id.to_string());
+    let items = &page.rows;
     let user_id: Arc<str> = Arc::from(user.as_str());
     let marks: Vec<DeliveryMark> = items
         .iter()
@@ -61,7 +65,7 @@ async fn inbox(
         .iter()
         .map(|i| MessageView::for_user(&i.broadcast, user.as_str(), i.delivered_at.or(Some(now)), i.read_at))
         .collect();
-    json(&views)
+    Ok(page.link(json(&views)?))
 }
 
 async fn unread_count(

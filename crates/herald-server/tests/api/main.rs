@@ -9,6 +9,7 @@ mod hardening_streams;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod old_console;
 mod outage;
 mod streams;
 mod validation;

@@ -169,7 +169,8 @@ fn stats(s: &Value) -> String {
         ("rendered", text::cell(&s["totalRendered"])),
         ("read", text::cell(&s["totalRead"])),
         ("delivery rate", text::percent(&s["deliveryRate"])),
-        ("read rate", text::percent(&s["readRate"])),
+        ("read rate", format!("{} of delivered", text::percent(&s["readRate"]))),
+        ("read of targeted", text::percent(&s["readRateOfTargeted"])),
     ];
     key_values(&lines)
 }
@@ -201,8 +202,10 @@ mod tests {
     #[test]
     fn stats_show_counts_and_rates_as_percentages() {
         let s = json!({"broadcastId": 3, "totalTargeted": 2, "totalDelivered": 1, "totalRendered": 0,
-            "totalRead": 1, "deliveryRate": 0.5, "readRate": 0.5});
+            "totalRead": 1, "deliveryRate": 0.5, "readRate": 1.0, "readRateOfTargeted": 0.5});
         let t = stats(&s);
-        assert!(t.contains("delivered:     1\n") && t.contains("delivery rate: 50.0%"), "{t}");
+        assert!(t.contains("delivered:        1\n") && t.contains("delivery rate:    50.0%"), "{t}");
+        assert!(t.contains("read rate:        100.0% of delivered\n"), "{t}");
+        assert!(t.contains("read of targeted: 50.0%\n"), "{t}");
     }
 }

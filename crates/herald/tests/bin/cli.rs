@@ -112,6 +112,14 @@ fn publish_reaches_the_audience_of_each_flag_and_reports_its_size() {
 
     let err = fails(herald(&s.base, &["publish", "--all", "--role", "ADMIN", "x"]));
     assert!(err.contains("cannot be used with"), "one audience flag group only: {err}");
+
+    // Names match ignoring case; a role nobody holds is sent, with the server's warning.
+    let out = ok(herald(&s.base, &["publish", "--role", "admin", "lower case"]));
+    assert!(out.contains("2 users targeted"), "{out}");
+    let run = herald(&s.base, &["publish", "--role", "auditor", "nobody"]);
+    let err = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(ok(run).contains("0 users targeted"));
+    assert!(err.contains("warning: nobody is targeted now: no user has the role 'auditor'"), "{err}");
 }
 
 #[test]

@@ -111,7 +111,7 @@ export function BroadcastStats({ id }) {
         <li><span class="stat-label">Targeted</span><span class="stat-value">${num(s.totalTargeted)}</span><span class="hint">users in the audience</span></li>
         <li><span class="stat-label">Delivered</span><span class="stat-value">${num(s.totalDelivered)}</span><span class="hint">${stats ? `${pct(stats.deliveryRate)} delivery rate` : ''}</span></li>
         <li><span class="stat-label">Rendered</span><span class="stat-value">${num(s.totalRendered)}</span><span class="hint">${pct(renderedRate)} of targeted seen on screen</span></li>
-        <li><span class="stat-label">Read</span><span class="stat-value">${num(s.totalRead)}</span><span class="hint">${stats ? `${pct(stats.readRate)} read rate` : ''}</span></li>
+        <li><span class="stat-label">Read</span><span class="stat-value">${num(s.totalRead)}</span><span class="hint">${stats ? `${pct(stats.readRate)} of delivered · ${pct(stats.readRateOfTargeted ?? 0)} of targeted` : ''}</span></li>
       </ul>
       <h2>Deliveries and reads over time</h2>
       ${chart

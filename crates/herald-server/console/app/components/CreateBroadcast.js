@@ -96,7 +96,10 @@ export function CreateBroadcast() {
           fireAndForget: f.fireAndForget,
         },
       });
-      setSent({ b, warnings: Array.isArray(b.warnings) ? b.warnings.map(String) : [] });
+      const warnings = Array.isArray(b.warnings) ? b.warnings.map(warningText) : [];
+      setSent({ b, warnings });
+      // The directory the estimate came from may be stale (the server found nobody): reload it.
+      if (warnings.length > 0) loadDirectory(true);
       setF((prev) => ({ ...prev, content: '' }));
       setTried(false);
     } catch (err) {
@@ -217,4 +220,9 @@ export function CreateBroadcast() {
       ${sent && html`<${SentNote} sent=${sent} />`}
     </section>
   `;
+}
+
+/** A warning of the create answer (`{code, field, message}`) as one line. @param {any} w */
+function warningText(w) {
+  return typeof w === 'string' ? w : `${w.message} (${w.field})`;
 }

@@ -47,7 +47,7 @@ export function TargetPicker({ users, loading, type, selected, onChange }) {
         )}
       </ul>
       ${matching.length > SHOWN && html`<p class="hint">${num(matching.length - SHOWN)} more match; refine the search.</p>`}
-      <p class="hint" aria-live="polite">${selected.length} ${noun} chosen${selected.length ? `: ${selected.join(', ')}` : ''}</p>
+      <p class="hint" aria-live="polite">${selected.length} ${selected.length === 1 ? noun.slice(0, -1) : noun} chosen${selected.length ? `: ${selected.join(', ')}` : ''}</p>
     </fieldset>
   `;
 }
