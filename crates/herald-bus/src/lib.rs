@@ -1,5 +1,6 @@
 //! The event-bus seam: how positioned events travel from the relay (on the leader) to every
-//! node's hub. [`MemoryBus`] serves a single node; a cluster bus (Kafka) implements the same trait.
+//! node's hub. [`MemoryBus`] serves a single node; a cluster bus (Kafka, `herald-bus-kafka`)
+//! implements the same trait and hands records it cannot read to a [`DeadLetters`] keeper.
 
 use async_trait::async_trait;
 use herald_domain::Event;
@@ -19,11 +20,39 @@ pub enum BusError {
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
     /// Publishes events in the given order; they reach every node's subscription in that order.
-    async fn publish(&self, events: Vec<Arc<Event>>) -> Result<(), BusError>;
+    /// `Ok` means the bus acknowledged every one; it returns the bus's own position after the
+    /// last (for Kafka, the next offset), when it has one.
+    async fn publish(&self, events: Vec<Arc<Event>>) -> Result<Option<i64>, BusError>;
     /// This node's feed, starting with the next published event.
     fn subscribe(&self) -> Subscription;
     /// Whether the bus is reachable, for readiness.
     async fn ping(&self) -> Result<(), BusError>;
+    /// Whether the bus carries events between nodes (then the relay resumes from its mark and
+    /// every node reads what it published); false for the in-process bus.
+    fn spans_nodes(&self) -> bool {
+        false
+    }
+    /// Stops consuming; the subscriptions end.
+    async fn close(&self) {}
+}
+
+/// A record of the bus that a node could not read, as it was received.
+#[derive(Debug, Clone)]
+pub struct BadRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    /// Why it could not be read, then its causes, outermost first.
+    pub causes: Vec<String>,
+}
+
+/// Keeps records a node could not read (the dead-letter list).
+#[async_trait]
+pub trait DeadLetters: Send + Sync + 'static {
+    /// Keeps `record`; true when it was not kept already (another node may have seen it first).
+    async fn keep(&self, record: &BadRecord) -> bool;
 }
 
 /// The in-process bus: a bounded broadcast channel inside one process.
@@ -39,12 +68,12 @@ impl MemoryBus {
 
 #[async_trait]
 impl EventBus for MemoryBus {
-    async fn publish(&self, events: Vec<Arc<Event>>) -> Result<(), BusError> {
+    async fn publish(&self, events: Vec<Arc<Event>>) -> Result<Option<i64>, BusError> {
         for event in events {
             // No subscriber yet is not an error: the log holds the event for replay.
             let _ = self.tx.send(event);
         }
-        Ok(())
+        Ok(None)
     }
 
     fn subscribe(&self) -> Subscription {

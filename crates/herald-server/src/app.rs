@@ -2,14 +2,15 @@
 //! down in order (streams first, then the tasks, then the final flush of delivery records).
 
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{parse_property, BusKind, Config};
+use crate::dead_letters::StoredLetters;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::net::runtime::StreamRuntime;
 use crate::net::ConnLimits;
 use crate::recorder::Recorder;
 use crate::state::{AppState, Inner};
-use crate::stream::{frame, Hub, HubConfig, StreamService};
+use crate::stream::{frame, Hub, HubConfig, Presence, StreamService};
 use crate::tasks::leader::{while_leader, Leadership};
 use crate::tasks::{feed, housekeeping, relay, scheduler};
 use crate::{http, net};
@@ -33,6 +34,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("i/o error")]
     Io(#[from] std::io::Error),
+    #[error("cannot start the event bus")]
+    Bus(#[from] herald_bus::BusError),
 }
 
 /// Re-reads the JWT key file; the old keys stay in use when the file is unreadable or invalid.
@@ -105,14 +108,22 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         let added = store.seed_users(&demo_users(), Timestamp::now()).await?;
         tracing::info!(added, "demo directory seeded");
     }
+    // The relay's mark before the head: the bus is read from no later than what the head covers.
+    let mark = store.relay_mark().await?;
     let head = store.event_range().await?.last;
     let metrics = Arc::new(Metrics::default());
     let hub = Arc::new(Hub::new(hub_config(&config), head, metrics.clone()));
-    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new(4_096));
-    let (recorder, recorder_rx) = Recorder::new(1_024);
     let node_id = config.node_id.clone().unwrap_or_else(|| default_node_id(addr));
-    let streams =
+    let bus = open_bus(&config, &node_id, mark.bus_offset, &store, &metrics).await?;
+    let (recorder, recorder_rx) = Recorder::new(1_024);
+    let mut streams =
         StreamService::new(hub.clone(), store.clone(), recorder.clone(), metrics.clone(), config.sse_retry);
+    let presence = bus.spans_nodes().then(|| Presence::new(store.clone(), &node_id, config.lease_ttl));
+    if let Some(presence) = &presence {
+        let cleared = presence.clear_own().await?;
+        tracing::debug!(cleared, "streams an earlier run of this node left were forgotten");
+        streams = streams.with_presence(presence.clone(), config.max_connections_per_user);
+    }
     let state = AppState::new(Inner {
         limits: Limits::new(&config),
         config,
@@ -121,6 +132,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         bus,
         hub,
         streams,
+        presence,
         recorder,
         metrics,
         node_id,
@@ -152,6 +164,7 @@ async fn serve(
     net::serve(listener, router, limits, stop, state.config.shutdown_grace, runtime.clone(), announce).await;
     drop(runtime);
     background.stop().await;
+    state.bus.close().await;
     let store = state.store.clone();
     drop(state);
     store.close().await;
@@ -175,8 +188,21 @@ fn spawn_background(
         bus: config.bus,
     };
     tasks.spawn(leadership.run(leader_tx, tasks_stop.clone()));
-    let feed = feed::Feed { hub: state.hub.clone(), store: store.clone(), recorder: state.recorder.clone() };
+    let feed = feed::Feed {
+        hub: state.hub.clone(),
+        store: store.clone(),
+        recorder: state.recorder.clone(),
+        metrics: state.metrics.clone(),
+        fallback_after: config.bus_fallback_after,
+    };
     tasks.spawn(feed.run(state.bus.subscribe(), tasks_stop.clone()));
+    if state.presence.is_some() {
+        tasks.spawn(housekeeping::disconnects(
+            state.hub.clone(),
+            store.signals().disconnect.subscribe(),
+            tasks_stop.clone(),
+        ));
+    }
     tasks.spawn(housekeeping::heartbeats(state.hub.clone(), config.heartbeat_interval, tasks_stop.clone()));
     let relay = relay::Relay { store: store.clone(), bus: state.bus.clone(), metrics: state.metrics.clone() };
     tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| relay.clone().run(stop)));
@@ -207,6 +233,30 @@ fn conn_limits(state: &AppState) -> ConnLimits {
         per_ip: state.limits.per_ip.clone(),
         trusted_proxies: state.limits.trusted_proxies.clone().into(),
     }
+}
+
+/// The in-process bus, or Kafka (reading from `start`, the offset after what the relay last
+/// published) with dead letters kept in the store.
+async fn open_bus(
+    config: &Config,
+    node_id: &str,
+    start: Option<i64>,
+    store: &Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn EventBus>, ServerError> {
+    let BusKind::Kafka = config.bus else { return Ok(Arc::new(MemoryBus::new(4_096))) };
+    let settings = herald_bus_kafka::KafkaSettings {
+        brokers: config.kafka_brokers.clone().unwrap_or_default(),
+        topic: config.kafka_topic.clone(),
+        node_id: node_id.to_owned(),
+        create_topic: config.kafka_create_topic,
+        replication_factor: config.kafka_replication_factor,
+        retention: config.kafka_retention,
+        // Checked with the configuration.
+        properties: config.kafka_properties.iter().filter_map(|p| parse_property(p).ok()).collect(),
+    };
+    let letters = Arc::new(StoredLetters { store: store.clone(), metrics: metrics.clone() });
+    Ok(Arc::new(herald_bus_kafka::KafkaBus::start(settings, start, letters).await?))
 }
 
 /// Creates or upgrades the database schema and returns.

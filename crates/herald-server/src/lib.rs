@@ -8,6 +8,7 @@
 mod app;
 mod auth;
 pub mod config;
+mod dead_letters;
 mod http;
 mod ipnet;
 mod limits;

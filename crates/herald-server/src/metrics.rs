@@ -34,6 +34,11 @@ counters! {
     streams_closed_slow_total: "SSE streams closed because their queue was full.",
     delivery_records_written_total: "Per-user delivery records committed.",
     replays_resync_total: "Reconnects answered with RESYNC.",
+    events_read_from_log_total: "Events the feed read from the database because the bus missed them or was late.",
+    dead_letters_kept_total: "Bus records this node could not read, kept as dead letters.",
+    dead_letters_redriven_total: "Dead letters redriven into the log.",
+    dead_letters_redrive_failed_total: "Dead letter redrives that failed (the letter stays).",
+    dead_letters_purged_total: "Dead letters deleted without delivery.",
 }
 
 /// Why a stream was refused: the label of `herald_streams_rejected_total`.

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
-use crate::stream::{Hub, StreamService};
+use crate::stream::{Hub, Presence, StreamService};
 use herald_bus::EventBus;
 use herald_store::Store;
 use std::ops::Deref;
@@ -24,6 +24,8 @@ pub struct Inner {
     pub bus: Arc<dyn EventBus>,
     pub hub: Arc<Hub>,
     pub streams: StreamService,
+    /// Open streams of every node (bus = kafka); `None` on a single node.
+    pub presence: Option<Presence>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub node_id: String,

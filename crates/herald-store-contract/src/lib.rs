@@ -285,3 +285,98 @@ pub async fn on_postgres_the_lease_has_one_holder_until_it_expires(backend: Back
     b.close().await;
     db.drop_database().await;
 }
+
+fn letter(offset: i64) -> herald_store::NewDeadLetter {
+    herald_store::NewDeadLetter {
+        broadcast_id: Some(7),
+        correlation_id: None,
+        original_key: Some("k".into()),
+        original_topic: "herald.events".into(),
+        original_partition: 0,
+        original_offset: offset,
+        exception_message: "unreadable".into(),
+        exception_stack_trace: "unreadable\ncaused by: junk".into(),
+        failed_at: Timestamp::from_millis(1_000),
+        payload: "{\"v\":99}".into(),
+    }
+}
+
+/// Several nodes report the same record: it is kept once; letters read back whole and delete.
+pub async fn a_dead_letter_is_kept_once_per_record_and_deletes(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let first = store.add_dead_letter(&letter(5)).await.unwrap().expect("new");
+    assert_eq!(store.add_dead_letter(&letter(5)).await.unwrap(), None, "same record, another node");
+    let second = store.add_dead_letter(&letter(6)).await.unwrap().expect("new");
+    let all = store.dead_letters().await.unwrap();
+    assert_eq!(all.iter().map(|d| d.id).collect::<Vec<_>>(), [first, second]);
+    assert_eq!(all[0].letter, letter(5));
+    assert_eq!(store.dead_letter(second).await.unwrap().unwrap().letter.original_offset, 6);
+    assert_eq!(store.delete_dead_letters(Some(first)).await.unwrap(), 1);
+    assert_eq!(store.delete_dead_letters(Some(first)).await.unwrap(), 0);
+    assert_eq!(store.delete_dead_letters(None).await.unwrap(), 1);
+    assert!(store.dead_letters().await.unwrap().is_empty());
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// Open streams count per user across nodes, up to the limit; a dead node's streams do not count.
+pub async fn open_streams_count_across_live_nodes_up_to_the_limit(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    let since = now.plus_millis(-1_000);
+    store.node_heartbeat("a", now, since).await.unwrap();
+    store.node_heartbeat("b", now, since).await.unwrap();
+    store.node_heartbeat("dead", now.plus_millis(-60_000), since).await.unwrap();
+    let session = |key: &str, node: &str, user: &str| herald_store::Session {
+        key: key.into(),
+        connection_id: format!("c-{key}"),
+        node_id: node.into(),
+        user_id: user.into(),
+    };
+    assert!(store.open_session(&session("1", "a", "u"), 2, since).await.unwrap());
+    assert!(store.open_session(&session("2", "b", "u"), 2, since).await.unwrap());
+    assert!(!store.open_session(&session("3", "b", "u"), 2, since).await.unwrap(), "third stream of u");
+    assert!(store.open_session(&session("4", "dead", "v"), 2, since).await.unwrap());
+    assert_eq!(store.sessions_of("u", since).await.unwrap().len(), 2);
+    assert!(store.sessions_of("v", since).await.unwrap().is_empty(), "on a dead node");
+    assert_eq!(store.session_users(since).await.unwrap(), 1);
+    store.close_session("1").await.unwrap();
+    assert!(store.open_session(&session("5", "a", "u"), 2, since).await.unwrap(), "room again");
+    assert_eq!(store.clear_sessions("a").await.unwrap(), 1);
+    assert_eq!(store.sessions_of("u", since).await.unwrap()[0].connection_id, "c-2");
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// The relay's mark round-trips; an appended event is logged after the others; PostgreSQL
+/// announces the new head, and a disconnect request reaches the signals.
+pub async fn the_relay_mark_appends_and_announcements_work(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    assert_eq!(store.relay_mark().await.unwrap(), herald_store::RelayMark::default());
+    let mark = herald_store::RelayMark { published_seq: Some(3), bus_offset: Some(10) };
+    store.set_relay_mark(mark).await.unwrap();
+    assert_eq!(store.relay_mark().await.unwrap(), mark);
+
+    let mut head = store.signals().log_head.subscribe();
+    let mut disconnects = store.signals().disconnect.subscribe();
+    let body = EventBody::UserChanged { user: user("u-1", &[]), deleted: false };
+    store.append_event(&body, Timestamp::now()).await.unwrap();
+    let logged = relay_all(&store, 0).await;
+    assert_eq!(logged.last().map(|e| &e.body), Some(&body));
+    if backend == Backend::Postgres {
+        let seq = logged.last().unwrap().seq;
+        tokio::time::timeout(std::time::Duration::from_secs(5), head.wait_for(|h| *h >= seq))
+            .await
+            .expect("the new head is announced")
+            .unwrap();
+    }
+    let request = herald_store::Disconnect { user: "u-1".into(), connection_id: "tab".into() };
+    store.announce_disconnect(&request).await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), disconnects.recv()).await;
+    assert_eq!(got.expect("announced").unwrap(), request);
+    store.close().await;
+    db.drop_database().await;
+}

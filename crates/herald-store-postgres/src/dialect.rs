@@ -2,7 +2,7 @@
 //! row locks, arrays and its JSON functions.
 
 use herald_domain::{TargetType, Timestamp};
-use herald_store::StoreResult;
+use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
@@ -29,6 +29,15 @@ impl Dialect for Postgres {
 
     async fn assign_positions(&self, limit: u32) -> StoreResult<()> {
         crate::relay::move_outbox(self.writer(), limit).await
+    }
+
+    async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::DISCONNECT_CHANNEL)
+            .bind(request.to_payload())
+            .execute(self.writer())
+            .await?;
+        Ok(())
     }
 
     async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {

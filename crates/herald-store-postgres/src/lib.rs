@@ -9,7 +9,7 @@ mod dialect;
 mod relay;
 
 pub use dialect::Postgres;
-use herald_store::{Signals, StoreError, StoreResult};
+use herald_store::{Disconnect, Signals, StoreError, StoreResult};
 use herald_store_sql::{migrator, Connections, SqlStore};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -40,8 +40,12 @@ impl Default for PoolSettings {
 
 pub const OUTBOX_CHANNEL: &str = "herald_outbox";
 pub const SCHEDULE_CHANNEL: &str = "herald_schedule";
+/// Carries the newest logged position after every insert into the log (migration 0005).
+pub const LOG_CHANNEL: &str = "herald_log";
+/// Carries a user id whose streams every node closes (`POST /api/user/sse/disconnect`).
+pub const DISCONNECT_CHANNEL: &str = "herald_disconnect";
 
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "deliveries by broadcast only", include_str!("../migrations/0002_deliveries_by_broadcast_only.sql")),
     (
@@ -49,6 +53,8 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         "outbox kind and notify triggers",
         include_str!("../migrations/0003_outbox_kind_and_notify_triggers.sql"),
     ),
+    (4, "names match ignoring case", include_str!("../migrations/0004_names_match_ignoring_case.sql")),
+    (5, "cluster", include_str!("../migrations/0005_cluster.sql")),
 ];
 
 /// Connects to `url` (`postgres://…`) and migrates (under an advisory lock, so several nodes
@@ -84,7 +90,9 @@ async fn listen(pool: PgPool, signals: Arc<Signals>) {
                 continue;
             }
         };
-        if let Err(e) = listener.listen_all([OUTBOX_CHANNEL, SCHEDULE_CHANNEL]).await {
+        if let Err(e) =
+            listener.listen_all([OUTBOX_CHANNEL, SCHEDULE_CHANNEL, LOG_CHANNEL, DISCONNECT_CHANNEL]).await
+        {
             tracing::warn!(error = %e, "cannot listen for notifications; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -93,8 +101,20 @@ async fn listen(pool: PgPool, signals: Arc<Signals>) {
         signals.schedule.notify_one();
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) if n.channel() == OUTBOX_CHANNEL => signals.outbox.notify_one(),
-                Ok(Some(_)) => signals.schedule.notify_one(),
+                Ok(Some(n)) => match n.channel() {
+                    OUTBOX_CHANNEL => signals.outbox.notify_one(),
+                    LOG_CHANNEL => {
+                        if let Ok(seq) = n.payload().parse::<i64>() {
+                            signals.logged(seq);
+                        }
+                    }
+                    DISCONNECT_CHANNEL => {
+                        if let Some(request) = Disconnect::from_payload(n.payload()) {
+                            let _ = signals.disconnect.send(request);
+                        }
+                    }
+                    _ => signals.schedule.notify_one(),
+                },
                 Ok(None) => {
                     signals.outbox.notify_one();
                     signals.schedule.notify_one();
@@ -105,6 +125,31 @@ async fn listen(pool: PgPool, signals: Arc<Signals>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    /// A migration file that is not in `MIGRATIONS` would silently never run.
+    #[test]
+    fn every_migration_file_is_registered_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let versions: Vec<i64> = files.iter().map(|f| f[..4].parse().unwrap()).collect();
+        let registered: Vec<i64> = super::MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+        assert_eq!(versions, registered);
+        for ((_, _, sql), file) in super::MIGRATIONS.iter().zip(&files) {
+            let on_disk = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(file),
+            )
+            .unwrap();
+            assert_eq!(*sql, on_disk, "{file}");
         }
     }
 }

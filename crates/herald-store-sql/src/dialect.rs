@@ -3,7 +3,7 @@
 //! decisions) is written once in this crate.
 
 use herald_domain::{TargetType, Timestamp};
-use herald_store::{Signals, StoreResult};
+use herald_store::{Disconnect, Signals, StoreResult};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Database, Pool, Transaction};
 use std::borrow::Cow;
@@ -67,6 +67,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
     /// assigned them in the writing transaction (one writer: commit order is position order).
     fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Tells every node's [`Signals::disconnect`] to close a stream: PostgreSQL through `NOTIFY`,
+    /// SQLite (one node) directly.
+    fn announce_disconnect(&self, request: &Disconnect) -> impl Future<Output = StoreResult<()>> + Send;
     /// Adds a bare user row unless one exists; whether this call added it. SQLite inserts the
     /// users of a burst of first connects in one transaction (group commit).
     fn insert_bare_user(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;

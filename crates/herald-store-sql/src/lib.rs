@@ -10,6 +10,7 @@
 //! in the same `where` clause.
 
 mod broadcasts;
+mod cluster;
 mod dialect;
 mod log;
 mod messages;

@@ -2,10 +2,10 @@
 
 use crate::dialect::Dialect;
 use async_trait::async_trait;
-use herald_domain::{Broadcast, Event, NewBroadcast, Timestamp, User, UserId};
+use herald_domain::{Broadcast, Event, EventBody, NewBroadcast, Timestamp, User, UserId};
 use herald_store::{
-    Counts, DeliveryMark, DeliveryRow, DueWork, EventRange, InboxItem, ListFilter, Signals, Store,
-    StoreResult,
+    Counts, DeadLetter, DeliveryMark, DeliveryRow, Disconnect, DueWork, EventRange, InboxItem, ListFilter,
+    NewDeadLetter, RelayMark, Session, Signals, Store, StoreResult,
 };
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
@@ -210,5 +210,62 @@ where
 
     async fn node_heartbeat(&self, node: &str, now: Timestamp, since: Timestamp) -> StoreResult<Vec<String>> {
         self.heartbeat(node, now, since).await
+    }
+
+    async fn relay_mark(&self) -> StoreResult<RelayMark> {
+        self.read_relay_mark().await
+    }
+
+    async fn set_relay_mark(&self, mark: RelayMark) -> StoreResult<()> {
+        self.write_relay_mark(mark).await
+    }
+
+    async fn append_event(&self, body: &EventBody, now: Timestamp) -> StoreResult<()> {
+        self.append_one(body, now).await
+    }
+
+    async fn add_dead_letter(&self, letter: &NewDeadLetter) -> StoreResult<Option<i64>> {
+        self.insert_dead_letter(letter).await
+    }
+
+    async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
+        self.letters(None).await
+    }
+
+    async fn dead_letter(&self, id: i64) -> StoreResult<Option<DeadLetter>> {
+        Ok(self.letters(Some(id)).await?.pop())
+    }
+
+    async fn delete_dead_letters(&self, id: Option<i64>) -> StoreResult<u64> {
+        self.delete_letters(id).await
+    }
+
+    async fn open_session(
+        &self,
+        session: &Session,
+        limit: usize,
+        live_since: Timestamp,
+    ) -> StoreResult<bool> {
+        self.admit_session(session, limit, live_since).await
+    }
+
+    async fn close_session(&self, key: &str) -> StoreResult<()> {
+        self.remove_session(key).await
+    }
+
+    async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {
+        self.d.announce_disconnect(request).await
+    }
+
+    async fn clear_sessions(&self, node: &str) -> StoreResult<u64> {
+        self.clear_node_sessions(node).await
+    }
+
+    async fn sessions_of(&self, user: &str, live_since: Timestamp) -> StoreResult<Vec<Session>> {
+        self.live_sessions(user, live_since).await
+    }
+
+    async fn session_users(&self, live_since: Timestamp) -> StoreResult<i64> {
+        self.live_session_users(live_since).await
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::joiner::UserJoiner;
 use herald_domain::{TargetType, Timestamp};
-use herald_store::StoreResult;
+use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
 use sqlx::SqliteConnection;
 
@@ -20,6 +20,11 @@ impl Dialect for Sqlite {
     }
 
     async fn assign_positions(&self, _limit: u32) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {
+        let _ = self.signals().disconnect.send(request.clone());
         Ok(())
     }
 

@@ -21,10 +21,12 @@ use std::time::Duration;
 /// The SQLite store.
 pub type SqliteStore = SqlStore<Sqlite>;
 
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "deliveries by broadcast only", include_str!("../migrations/0002_deliveries_by_broadcast_only.sql")),
     (3, "positions at write", include_str!("../migrations/0003_positions_at_write.sql")),
+    (4, "names match ignoring case", include_str!("../migrations/0004_names_match_ignoring_case.sql")),
+    (5, "cluster", include_str!("../migrations/0005_cluster.sql")),
 ];
 
 /// A bad SQLite URL or a file that cannot be created.
@@ -65,4 +67,29 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
     }
     let connections = Connections { read, write, signals: Default::default() };
     Ok(SqlStore::new(Sqlite { connections, new_users: Default::default() }))
+}
+
+#[cfg(test)]
+mod migration_tests {
+    /// A migration file that is not in `MIGRATIONS` would silently never run.
+    #[test]
+    fn every_migration_file_is_registered_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let versions: Vec<i64> = files.iter().map(|f| f[..4].parse().unwrap()).collect();
+        let registered: Vec<i64> = super::MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+        assert_eq!(versions, registered);
+        for ((_, _, sql), file) in super::MIGRATIONS.iter().zip(&files) {
+            let on_disk = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(file),
+            )
+            .unwrap();
+            assert_eq!(*sql, on_disk, "{file}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ pub use types::*;
 
 use async_trait::async_trait;
 use herald_domain::record::DecodeError;
-use herald_domain::{Broadcast, Event, NewBroadcast, Refusal, Timestamp, User, UserId};
+use herald_domain::{Broadcast, Event, EventBody, NewBroadcast, Refusal, Timestamp, User, UserId};
 use std::sync::Arc;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -212,4 +212,31 @@ pub trait Store: Send + Sync + 'static {
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
     /// Records that `node` is alive at `now`; returns the other nodes seen since `since`.
     async fn node_heartbeat(&self, node: &str, now: Timestamp, since: Timestamp) -> StoreResult<Vec<String>>;
+
+    // --- cluster: the relay's mark, appends, dead letters, open streams ---
+
+    async fn relay_mark(&self) -> StoreResult<RelayMark>;
+    async fn set_relay_mark(&self, mark: RelayMark) -> StoreResult<()>;
+    /// Appends one event to the log (a redriven dead letter), as any write would.
+    async fn append_event(&self, body: &EventBody, now: Timestamp) -> StoreResult<()>;
+    /// Keeps a dead letter; `None` when that record (topic, partition, offset) is kept already.
+    async fn add_dead_letter(&self, letter: &NewDeadLetter) -> StoreResult<Option<i64>>;
+    /// Every dead letter, oldest first.
+    async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>>;
+    async fn dead_letter(&self, id: i64) -> StoreResult<Option<DeadLetter>>;
+    /// Deletes one dead letter (`Some(id)`) or all; returns how many.
+    async fn delete_dead_letters(&self, id: Option<i64>) -> StoreResult<u64>;
+    /// Registers an open stream unless its user already holds `limit` streams on the nodes seen
+    /// since `live_since`; returns whether it was admitted.
+    async fn open_session(&self, session: &Session, limit: usize, live_since: Timestamp)
+        -> StoreResult<bool>;
+    async fn close_session(&self, key: &str) -> StoreResult<()>;
+    /// Asks every node to close a stream (through [`Signals::disconnect`]).
+    async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()>;
+    /// Forgets every stream `node` registered (at its start, or when it is found dead).
+    async fn clear_sessions(&self, node: &str) -> StoreResult<u64>;
+    /// The user's open streams on the nodes seen since `live_since`.
+    async fn sessions_of(&self, user: &str, live_since: Timestamp) -> StoreResult<Vec<Session>>;
+    /// How many distinct users hold a stream on the nodes seen since `live_since`.
+    async fn session_users(&self, live_since: Timestamp) -> StoreResult<i64>;
 }

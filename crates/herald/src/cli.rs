@@ -45,6 +45,9 @@ struct BenchArgs {
     /// Base URL of the server under test
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Spread the streams over these base URLs, round-robin (a cluster's nodes); broadcasts still go to --url
+    #[arg(long, value_delimiter = ',')]
+    stream_urls: Vec<String>,
     /// herald, or nchan (subscribe to --sub-path, publish raw JSON to --pub-path)
     #[arg(long, value_enum, default_value = "herald")]
     mode: BenchMode,
@@ -241,6 +244,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     use herald_bench::{Mode, Options, Target};
     let opts = Options {
         url: a.url.trim_end_matches('/').to_owned(),
+        stream_urls: a.stream_urls.iter().map(|u| u.trim_end_matches('/').to_owned()).collect(),
         mode: match a.mode {
             BenchMode::Herald => Mode::Herald,
             BenchMode::Nchan => Mode::Nchan,

@@ -38,6 +38,8 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub url: String,
+    /// Base URLs the streams are spread over, round-robin (a cluster's nodes); empty: `url`.
+    pub stream_urls: Vec<String>,
     pub mode: Mode,
     pub streams: usize,
     pub broadcasts: usize,
@@ -73,6 +75,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8080".into(),
+            stream_urls: Vec::new(),
             mode: Mode::Herald,
             streams: 100,
             broadcasts: 10,
@@ -98,6 +101,8 @@ impl Default for Options {
 struct Bench {
     opts: Options,
     server: SocketAddr,
+    /// Where streams connect, round-robin.
+    stream_servers: Vec<SocketAddr>,
     http: reqwest::Client,
     counters: Arc<Counters>,
 }
@@ -119,8 +124,13 @@ struct Streams {
 
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let server = resolve(&opts.url)?;
+    let mut stream_servers =
+        opts.stream_urls.iter().map(|u| resolve(u)).collect::<anyhow::Result<Vec<_>>>()?;
+    if stream_servers.is_empty() {
+        stream_servers.push(server);
+    }
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-    let bench = Bench { opts, server, http, counters: Arc::new(Counters::default()) };
+    let bench = Bench { opts, server, stream_servers, http, counters: Arc::new(Counters::default()) };
     bench.execute().await
 }
 

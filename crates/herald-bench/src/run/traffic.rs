@@ -39,7 +39,7 @@ impl Bench {
             logs.push(log.clone());
             let (tx, rx) = oneshot::channel();
             let spec = StreamSpec {
-                server: self.server,
+                server: self.stream_servers[i % self.stream_servers.len()],
                 local: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % o.source_ips.clamp(1, 250)) as u8)),
                 path: self.stream_path(i),
                 bearer: self.token(&self.user(i), &["BENCH"]),

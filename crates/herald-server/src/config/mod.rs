@@ -106,10 +106,31 @@ config_keys! {
     };
     /// Event bus: "memory" (one node) or "kafka" (a cluster).
     bus: BusKind = BusKind::Memory;
-    /// Kafka bootstrap servers, comma-separated (bus = "kafka").
-    kafka_brokers: Option<String> = None;
-    /// Kafka topic of the events.
-    kafka_topic: String = "herald.events".into();
+    /// Kafka bootstrap servers, host:port comma-separated (bus = "kafka").
+    kafka_brokers: Option<String> = None, check |list: &Option<String>| {
+        list.as_deref().map_or(Ok(()), herald_bus_kafka::check_brokers)
+    };
+    /// Kafka topic of the events (one partition; dead letters go to "<topic>.dlt").
+    kafka_topic: String = "herald.events".into(), check |t: &String| {
+        if !t.is_empty() && t.len() <= 240 && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            Ok(())
+        } else {
+            Err(format!("'{t}' is not a Kafka topic name (letters, digits, . _ -)"))
+        }
+    };
+    /// Create the topic when it is missing (needs the right to create topics).
+    kafka_create_topic: bool = true;
+    /// Replication factor of a topic Herald creates; -1 uses the broker's default.
+    kafka_replication_factor: i32 = -1, check |n: &i32| if *n == 0 || *n < -1 { Err("must be -1 or at least 1".into()) } else { Ok(()) };
+    /// Retention of a topic Herald creates (a node reads older events from the database).
+    kafka_retention: Duration = Duration::from_secs(24 * 3600), check nonzero;
+    /// librdkafka properties, "name=value" comma-separated (security.protocol, sasl.*, ssl.*, ...).
+    kafka_properties: Vec<String> = Vec::new(), check |list: &Vec<String>| {
+        list.iter().try_for_each(|p| parse_property(p).map(drop))
+    };
+    /// How long a node waits for the bus to bring a logged event before it reads it from the
+    /// database itself (bus = "kafka": live delivery continues while the broker is down).
+    bus_fallback_after: Duration = Duration::from_millis(500), check nonzero;
     /// Authentication: "none" trusts the userId parameter (loopback only); "jwt" verifies tokens.
     auth: AuthMode = AuthMode::None;
     /// Allow auth = "none" on a non-loopback address (only behind an authenticating proxy).
@@ -199,9 +220,19 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.check_keys()?;
         if self.bus == BusKind::Kafka {
-            return Err(ConfigError::Rule(
-                "bus = kafka is not available in this build yet; use bus = memory".into(),
-            ));
+            if self.kafka_brokers.is_none() {
+                return Err(ConfigError::value(
+                    "kafka_brokers",
+                    "is required with bus = kafka (host:port,...)",
+                ));
+            }
+            if self.database_url.starts_with("sqlite:") {
+                return Err(ConfigError::Rule(
+                    "bus = kafka needs a database every node shares: set database_url to postgres://...; \
+                     SQLite serves one node"
+                        .into(),
+                ));
+            }
         }
         self.check_auth()?;
         if self.cors_allow_credentials && self.cors_allowed_origins.iter().any(|o| o == "*") {
@@ -267,6 +298,16 @@ impl Config {
     }
 }
 
+/// A librdkafka property `name=value`.
+pub fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("'{text}' is not name=value")),
+    }
+}
+
 /// Whether a listen address is loopback (`127.0.0.0/8`, `::1`, or `localhost`).
 pub fn is_loopback(listen: &str) -> bool {
     if let Ok(addr) = listen.parse::<SocketAddr>() {
@@ -303,6 +344,27 @@ mod tests {
         assert!(c.check().is_ok());
         c.jwt_jwks_file = Some("keys.json".into());
         assert!(c.check().is_err());
+    }
+
+    #[test]
+    fn kafka_needs_brokers_with_a_valid_syntax_and_postgres() {
+        let mut c = Config { bus: BusKind::Kafka, ..Config::default() };
+        assert!(c.check().unwrap_err().to_string().starts_with("kafka_brokers: is required"));
+        c.set_text("kafka_brokers", "localhost").unwrap();
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.starts_with("kafka_brokers: 'localhost' has no port"), "{err}");
+        c.set_text("kafka_brokers", "127.0.0.1:9092").unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("postgres://"));
+        c.database_url = "postgres://h/db".into();
+        assert_eq!(c.check(), Ok(()));
+        c.set_text("kafka_properties", "security.protocol").unwrap();
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .starts_with("kafka_properties: 'security.protocol' is not"));
+        c.set_text("kafka_properties", "security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512").unwrap();
+        assert_eq!(parse_property(&c.kafka_properties[1]).unwrap().1, "SCRAM-SHA-512");
     }
 
     #[test]

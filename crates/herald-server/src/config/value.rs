@@ -102,7 +102,7 @@ macro_rules! number {
         }
     )*};
 }
-number!(usize, u32);
+number!(usize, u32, i32);
 
 /// Durations are human text: `250ms`, `30s`, `1m 30s`, `7days`.
 impl Value for Duration {

@@ -3,6 +3,7 @@
 //! extractors that answer bad input in our JSON error format, and that error.
 
 mod admin_broadcasts;
+mod admin_dlt;
 mod admin_users;
 mod caller;
 mod console;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(admin_broadcasts::router())
         .merge(admin_users::router())
+        .merge(admin_dlt::router())
         .merge(user_messages::router())
         .merge(streams::router())
         .merge(ops::router())

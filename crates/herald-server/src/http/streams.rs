@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use herald_domain::{Timestamp, User, UserId};
+use herald_store::Disconnect;
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -164,20 +165,34 @@ async fn disconnect(
         .or(query.session_id)
         .ok_or_else(|| ApiError::BadRequest("connectionId: is required".into()))?;
     let connection_id = UserId::parse("connectionId", &connection_id)?.into_string();
-    let closed = app.hub.disconnect(user.as_str(), &connection_id);
+    let closed = match &app.presence {
+        None => app.hub.disconnect(user.as_str(), &connection_id),
+        Some(presence) => {
+            // Every node (this one too) closes its matching streams on the announcement.
+            let open = presence.sessions_of(user.as_str()).await?;
+            let request = Disconnect { user: user.to_string(), connection_id: connection_id.clone() };
+            app.store.announce_disconnect(&request).await?;
+            open.iter().filter(|s| s.connection_id == connection_id).count()
+        }
+    };
     Ok(Json(serde_json::json!({ "userId": user, "connectionId": connection_id, "disconnected": closed })))
 }
 
-async fn stats(State(app): State<AppState>, _caller: Caller) -> impl IntoResponse {
+/// `totalActiveUsers` counts the cluster's users (bus = kafka); the rest is this node's.
+async fn stats(State(app): State<AppState>, _caller: Caller) -> Result<impl IntoResponse, ApiError> {
     let (users, connections) = app.hub.counts();
-    Json(serde_json::json!({
-        "totalActiveUsers": users,
+    let total = match &app.presence {
+        Some(presence) => presence.users().await?,
+        None => users as i64,
+    };
+    Ok(Json(serde_json::json!({
+        "totalActiveUsers": total,
         "sseConnectedUsers": users,
         "totalConnections": connections,
         "podId": app.node_id,
         "timestamp": Timestamp::now(),
         "pendingDeliveryRecords": app.recorder.pending(),
-    }))
+    })))
 }
 
 async fn connected(
@@ -191,5 +206,9 @@ async fn connected(
             "only the user itself or an admin may ask whether it is connected".into(),
         ));
     }
-    Ok(Json(app.hub.is_connected(user.as_str())))
+    let connected = match &app.presence {
+        Some(presence) => !presence.sessions_of(user.as_str()).await?.is_empty(),
+        None => app.hub.is_connected(user.as_str()),
+    };
+    Ok(Json(connected))
 }

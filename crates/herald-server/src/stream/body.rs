@@ -5,6 +5,7 @@
 use super::catch_up::CatchUpStream;
 use super::frame;
 use super::hub::{ConnGuard, Out};
+use super::presence::SessionGuard;
 use crate::limits::ConnSlot;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -24,6 +25,8 @@ pub(super) struct SseStream {
     pub(super) expiry: Option<Pin<Box<Sleep>>>,
     pub(super) _guard: ConnGuard,
     pub(super) _slot: Option<ConnSlot>,
+    /// The stream's row in the cluster's presence table (bus = kafka).
+    pub(super) _session: Option<Box<SessionGuard>>,
     pub(super) done: bool,
 }
 

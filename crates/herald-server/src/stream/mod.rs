@@ -7,9 +7,11 @@ mod catch_up;
 pub mod frame;
 mod hub;
 mod open;
+mod presence;
 mod service;
 mod window;
 
 pub use hub::{Hub, HubConfig};
 pub use open::{ConnectRequest, Refused};
+pub use presence::Presence;
 pub use service::StreamService;

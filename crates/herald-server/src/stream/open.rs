@@ -62,6 +62,18 @@ impl StreamService {
                 return Err(Refused::ShuttingDown);
             }
         };
+        let session = match &self.presence {
+            None => None,
+            Some((presence, limit)) => {
+                match presence.admit(req.user.user_id.as_str(), &req.connection_id, *limit).await? {
+                    Some(session) => Some(Box::new(session)),
+                    None => {
+                        self.metrics.rejected(Rejection::UserLimit);
+                        return Ok(self.limit_response(*limit));
+                    }
+                }
+            }
+        };
         let Registration { rx, head, replay, guard } = reg;
         let mut first = BytesMut::new();
         first.extend_from_slice(&frame::retry_frame(self.retry().as_millis()));
@@ -86,6 +98,7 @@ impl StreamService {
             expiry,
             _guard: guard,
             _slot: req.slot,
+            _session: session,
             done: false,
         };
         Ok(stream_response(Body::from_stream(stream)))

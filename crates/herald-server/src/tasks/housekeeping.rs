@@ -42,3 +42,29 @@ pub async fn prune_log(store: Arc<dyn Store>, retention: Duration, shutdown: Can
         }
     }
 }
+
+/// Closes the streams other nodes asked to close (`POST /api/user/sse/disconnect` on any node,
+/// with a cluster bus).
+pub async fn disconnects(
+    hub: Arc<Hub>,
+    mut requests: tokio::sync::broadcast::Receiver<herald_store::Disconnect>,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let next = tokio::select! {
+            r = requests.recv() => r,
+            _ = shutdown.cancelled() => return,
+        };
+        match next {
+            Ok(request) => {
+                let closed = hub.disconnect(&request.user, &request.connection_id);
+                if closed > 0 {
+                    tracing::info!(user.id = %request.user, closed, "streams closed at another node's request");
+                }
+            }
+            Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "disconnect requests were missed"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

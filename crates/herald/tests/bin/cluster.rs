@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const LEASE_MS: i64 = 2_000;
 
 /// A fresh database on the server `HERALD_TEST_POSTGRES_URL` names, dropped by `drop_db`.
-async fn fresh_db() -> Option<(String, String, String)> {
+pub async fn fresh_db() -> Option<(String, String, String)> {
     let Ok(admin) = std::env::var("HERALD_TEST_POSTGRES_URL") else {
         println!("skipped: the cluster test needs PostgreSQL (HERALD_TEST_POSTGRES_URL is not set)");
         return None;
@@ -21,7 +21,7 @@ async fn fresh_db() -> Option<(String, String, String)> {
     Some((admin, name.clone(), format!("{base}/{name}")))
 }
 
-async fn drop_db(admin: &str, name: &str) {
+pub async fn drop_db(admin: &str, name: &str) {
     let mut conn = PgConnection::connect(admin).await.unwrap();
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
 }

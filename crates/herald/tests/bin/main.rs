@@ -6,5 +6,6 @@ mod bench_smoke;
 mod cli;
 mod cli_tail;
 mod cluster;
+mod kafka;
 mod serve;
 mod support;

@@ -1,7 +1,7 @@
 // @ts-check
 // Admin: dead-lettered bus events (cluster mode, Kafka bus): list, redrive, purge, one or all.
-// A server without them (the in-process bus) neither lists the routes in its OpenAPI document nor
-// answers them (404); either way the screen says so instead of showing an error.
+// With the in-process bus the list is always empty. A server without the routes (an older Herald)
+// neither lists them in its OpenAPI document nor answers them (404); the screen says so.
 import { html, useEffect, useState } from '../html.js';
 import { api, apiRoutes, describe, ApiError } from '../api.js';
 import { useAppState, toast } from '../state.js';
