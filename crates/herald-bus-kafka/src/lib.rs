@@ -40,7 +40,10 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The Kafka bus of one node.
 pub struct KafkaBus {
     settings: Arc<KafkaSettings>,
-    producer: Mutex<Arc<FutureProducer>>,
+    /// The relay's producer; `None` after a failure until the broker answers again.
+    producer: Mutex<Option<Arc<FutureProducer>>>,
+    /// Answers readiness (a client of its own, whatever state the producer is in).
+    probe: Arc<FutureProducer>,
     tx: broadcast::Sender<Arc<Event>>,
     stop: CancellationToken,
     consuming: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -56,10 +59,13 @@ impl KafkaBus {
         letters: Arc<dyn DeadLetters>,
     ) -> Result<Self, BusError> {
         let settings = Arc::new(settings);
-        let producer = Arc::new(producer(&settings)?);
-        if let Err(e) = ensure_topic(&settings).await {
-            tracing::warn!(error = %e, topic = %settings.topic, "cannot make sure the event topic exists yet");
-        }
+        let producer = match ensure_topic(&settings).await {
+            Ok(()) => Some(Arc::new(producer(&settings, true)?)),
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %settings.topic, "cannot make sure the event topic exists yet");
+                None
+            }
+        };
         let consumer = consumer(&settings)?;
         let mut assignment = TopicPartitionList::new();
         let offset = start.map_or(Offset::Beginning, Offset::Offset);
@@ -67,35 +73,40 @@ impl KafkaBus {
         consumer.assign(&assignment).map_err(unavailable)?;
         let (tx, _) = broadcast::channel(4_096);
         let stop = CancellationToken::new();
-        let reader =
-            Reader { settings: settings.clone(), tx: tx.clone(), letters, producer: producer.clone() };
+        let dead_letters = producer_for_dead_letters(&settings)?;
+        let reader = Reader { settings: settings.clone(), tx: tx.clone(), letters, producer: dead_letters };
         let consuming = tokio::spawn(reader.run(consumer, stop.clone()));
         tracing::info!(brokers = %settings.brokers, topic = %settings.topic, ?start, "Kafka bus started");
+        let probe = Arc::new(producer_for_dead_letters(&settings)?);
         Ok(Self {
             settings,
             producer: Mutex::new(producer),
+            probe,
             tx,
             stop,
             consuming: Mutex::new(Some(consuming)),
         })
     }
 
-    fn producer(&self) -> Arc<FutureProducer> {
-        self.producer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The relay's producer. After a failure it is created again only once the broker answers
+    /// and the topic exists: an idempotent producer whose broker lost its state (a restarted
+    /// broker, a recreated topic) would fail forever, and records it still held would make a
+    /// broker that creates topics on produce create ours with its own partition count.
+    async fn producer(&self) -> Result<Arc<FutureProducer>, BusError> {
+        if let Some(p) = self.producer.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(p);
+        }
+        ensure_topic(&self.settings).await?;
+        let fresh = Arc::new(producer(&self.settings, true)?);
+        *self.producer.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
+        Ok(fresh)
     }
 
-    /// After a failed publish the producer starts over: an idempotent producer whose broker lost
-    /// its state (a restarted broker, a recreated topic) would otherwise fail forever.
-    fn renew_producer(&self) {
-        match producer(&self.settings) {
-            Ok(fresh) => {
-                let old = std::mem::replace(
-                    &mut *self.producer.lock().unwrap_or_else(|p| p.into_inner()),
-                    Arc::new(fresh),
-                );
-                drop_off_runtime(old);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot create a new Kafka producer"),
+    /// Drops the producer and what it still queues (off the runtime).
+    fn discard_producer(&self, last_use: Arc<FutureProducer>) {
+        drop(last_use);
+        if let Some(old) = self.producer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            drop_off_runtime(old);
         }
     }
 }
@@ -103,7 +114,7 @@ impl KafkaBus {
 #[async_trait]
 impl EventBus for KafkaBus {
     async fn publish(&self, events: Vec<Arc<Event>>) -> Result<Option<i64>, BusError> {
-        let producer = self.producer();
+        let producer = self.producer().await?;
         let topic = self.settings.topic.as_str();
         let mut pending = Vec::with_capacity(events.len());
         for event in &events {
@@ -116,7 +127,7 @@ impl EventBus for KafkaBus {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((e, _)) => {
-                        self.renew_producer();
+                        self.discard_producer(producer);
                         return Err(unavailable(e));
                     }
                 }
@@ -136,12 +147,7 @@ impl EventBus for KafkaBus {
         match failure {
             None => Ok(next),
             Some(e) => {
-                self.renew_producer();
-                // A broker that lost its data (or an admin who deleted the topic) leaves nothing
-                // to produce to; creating it again is harmless when it exists.
-                if let Err(e) = ensure_topic(&self.settings).await {
-                    tracing::debug!(error = %e, "cannot make sure the event topic exists");
-                }
+                self.discard_producer(producer);
                 Err(unavailable(e))
             }
         }
@@ -152,7 +158,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let producer = self.producer();
+        let producer = self.probe.clone();
         let topic = self.settings.topic.clone();
         let found = tokio::task::spawn_blocking(move || {
             producer.client().fetch_metadata(Some(&topic), ADMIN_TIMEOUT).map(|m| {
@@ -189,7 +195,8 @@ struct Reader {
     settings: Arc<KafkaSettings>,
     tx: broadcast::Sender<Arc<Event>>,
     letters: Arc<dyn DeadLetters>,
-    producer: Arc<FutureProducer>,
+    /// Writes to `<topic>.dlt` (a producer of its own: the relay's may be discarded).
+    producer: FutureProducer,
 }
 
 impl Reader {
@@ -277,17 +284,34 @@ fn client_config(settings: &KafkaSettings) -> rdkafka::ClientConfig {
     let mut config = rdkafka::ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
-        .set("client.id", format!("herald-{}", settings.node_id));
+        .set("client.id", format!("herald-{}", settings.node_id))
+        // Back within a second of a broker's return (librdkafka's default backs off up to 10 s),
+        // and notice a recreated topic soon.
+        .set("reconnect.backoff.max.ms", "1000")
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        // The protocol of Kafka 2.6 (Fetch v11, Produce v8: all Herald needs). librdkafka 2.10
+        // and 2.12 crash (SIGSEGV, a NULL topic name in rd_kafka_metadata_update_op) on the
+        // leader hints that flexible Fetch responses (v12+) may carry, as a broker that came back
+        // without its topics sends them. Overridable through kafka_properties.
+        .set("api.version.request", "false")
+        .set("broker.version.fallback", "2.6.0");
     for (name, value) in &settings.properties {
         config.set(name, value);
     }
     config
 }
 
-fn producer(settings: &KafkaSettings) -> Result<FutureProducer, BusError> {
+/// A plain producer: dead letters, readiness probes.
+fn producer_for_dead_letters(settings: &KafkaSettings) -> Result<FutureProducer, BusError> {
+    producer(settings, false)
+}
+
+fn producer(settings: &KafkaSettings, idempotent: bool) -> Result<FutureProducer, BusError> {
     let mut config = client_config(settings);
     config
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", idempotent.to_string())
+        // Herald creates its topics itself, with one partition.
+        .set("allow.auto.create.topics", "false")
         .set("acks", "all")
         .set("linger.ms", "1")
         .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string());

@@ -204,7 +204,12 @@ fn spawn_background(
         ));
     }
     tasks.spawn(housekeeping::heartbeats(state.hub.clone(), config.heartbeat_interval, tasks_stop.clone()));
-    let relay = relay::Relay { store: store.clone(), bus: state.bus.clone(), metrics: state.metrics.clone() };
+    let relay = relay::Relay {
+        store: store.clone(),
+        bus: state.bus.clone(),
+        metrics: state.metrics.clone(),
+        published: Arc::new(std::sync::atomic::AtomicI64::new(state.hub.head())),
+    };
     tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| relay.clone().run(stop)));
     let scheduling = store.clone();
     tasks.spawn(while_leader(leader.clone(), tasks_stop.clone(), move |stop| {

@@ -13,24 +13,30 @@ use crate::metrics::Metrics;
 use crate::report::Chain;
 use herald_bus::EventBus;
 use herald_store::{RelayMark, Store};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 const BATCH: u32 = 500;
+/// How often positions are given while the bus is slow or failing.
+const POSITION_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct Relay {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn EventBus>,
     pub metrics: Arc<Metrics>,
+    /// With the in-process bus: the last position published by this node's relay, starting at
+    /// the head its hub started from, so an event logged before the relay first runs (or while
+    /// it was not leading) is still published.
+    pub published: Arc<AtomicI64>,
 }
 
 impl Relay {
-    /// Publishes from the log's current head on (in-process bus: what was logged before reached
-    /// the nodes through an earlier relay, or reaches them through their feeds, which refill any
-    /// gap), or from the relay's mark (a bus that spans nodes).
+    /// Publishes after what this node's relay last published (in-process bus), or from the
+    /// relay's mark in the database (a bus that spans nodes).
     pub async fn run(self, shutdown: CancellationToken) {
         let Some(mut cursor) = self.start(&shutdown).await else { return };
         let mut backoff = Duration::from_millis(100);
@@ -49,7 +55,8 @@ impl Relay {
                 }
                 Ok(events) => {
                     let (last, n) = (events.last().map_or(cursor, |e| e.seq), events.len() as u64);
-                    match self.bus.publish(events.into_iter().map(Arc::new).collect()).await {
+                    let publishing = self.bus.publish(events.into_iter().map(Arc::new).collect());
+                    match self.positioning_while(publishing).await {
                         Ok(bus_offset) => {
                             if failing {
                                 tracing::info!(after = cursor, "publishing events again");
@@ -57,6 +64,7 @@ impl Relay {
                             }
                             backoff = Duration::from_millis(100);
                             cursor = last;
+                            self.published.store(last, Ordering::Relaxed);
                             Metrics::add(&self.metrics.events_relayed_total, n);
                             self.mark(RelayMark { published_seq: Some(last), bus_offset }).await;
                         }
@@ -64,6 +72,7 @@ impl Relay {
                             // The node's feed refills what it missed from the log.
                             tracing::warn!(error = %Chain(&e), "publishing events failed");
                             cursor = last;
+                            self.published.store(last, Ordering::Relaxed);
                         }
                         Err(e) => {
                             if !failing {
@@ -71,7 +80,7 @@ impl Relay {
                                 failing = true;
                             }
                             tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
+                                _ = self.positioning_while(tokio::time::sleep(backoff)) => {}
                                 _ = shutdown.cancelled() => return,
                             }
                             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -90,6 +99,24 @@ impl Relay {
         }
     }
 
+    /// Awaits `slow` (a publish the bus is slow to take, a pause before retrying it) while still
+    /// giving newly committed events their log positions: the nodes read those from the database
+    /// when the bus lags, so a broker outage must not hold the log back.
+    async fn positioning_while<F: std::future::Future>(&self, slow: F) -> F::Output {
+        tokio::pin!(slow);
+        loop {
+            tokio::select! {
+                out = &mut slow => return out,
+                _ = tokio::time::sleep(POSITION_EVERY) => {
+                    // Positions only: nothing is published past `i64::MAX`.
+                    if let Err(e) = self.store.relay_batch(i64::MAX, BATCH).await {
+                        tracing::debug!(error = %Chain(&e), "cannot give new events their positions");
+                    }
+                }
+            }
+        }
+    }
+
     /// Remembers how far a bus that spans nodes has taken the log (best effort: a mark that lags
     /// only makes a new leader publish some events again).
     async fn mark(&self, mark: RelayMark) {
@@ -101,14 +128,14 @@ impl Relay {
         }
     }
 
-    /// Where to start: the relay's mark with a bus that spans nodes, else the last logged
-    /// position; retried until the database answers (`None`: shutting down).
+    /// Where to start: the relay's mark with a bus that spans nodes, else after what this node
+    /// published; retried until the database answers (`None`: shutting down).
     async fn start(&self, shutdown: &CancellationToken) -> Option<i64> {
         loop {
             let start = async {
                 let head = self.store.event_range().await?.last;
                 if !self.bus.spans_nodes() {
-                    return Ok(head);
+                    return Ok(self.published.load(Ordering::Relaxed).min(head));
                 }
                 let mark = self.store.relay_mark().await?;
                 Ok::<_, herald_store::StoreError>(mark.published_seq.map_or(head, |p| p.min(head)))
@@ -122,5 +149,36 @@ impl Relay {
                 _ = shutdown.cancelled() => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_bus::MemoryBus;
+    use herald_domain::{EventBody, Timestamp, User, UserId};
+
+    /// A write can commit before this node first leads (SQLite logs it at once): the relay must
+    /// still publish it, or its streams would not see it until the next event.
+    #[tokio::test]
+    async fn an_event_logged_before_the_relay_first_runs_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/h.db", dir.path().display());
+        let store: Arc<dyn Store> = Arc::new(herald_store_sqlite::open(&url).await.unwrap());
+        let head = store.event_range().await.unwrap().last;
+        let user = User::bare(UserId::parse("userId", "u-1").unwrap());
+        store.append_event(&EventBody::UserChanged { user, deleted: false }, Timestamp::now()).await.unwrap();
+        let bus = Arc::new(MemoryBus::new(16));
+        let mut feed = bus.subscribe();
+        let published = Arc::new(AtomicI64::new(head));
+        let relay = Relay { store, bus, metrics: Arc::default(), published: published.clone() };
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(relay.run(stop.clone()));
+        let event =
+            tokio::time::timeout(Duration::from_secs(5), feed.recv()).await.expect("published").unwrap();
+        assert_eq!(event.seq, head + 1);
+        assert_eq!(published.load(Ordering::Relaxed), head + 1);
+        stop.cancel();
+        running.await.unwrap();
     }
 }

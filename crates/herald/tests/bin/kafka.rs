@@ -295,6 +295,20 @@ async fn three_nodes_deliver_every_event_once_in_the_same_order_with_the_same_id
     cluster.finish().await;
 }
 
+/// On a failure, says which nodes died and how, with their last log lines.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let Some(node) = node else { continue };
+            if let Ok(Some(status)) = node.child.try_wait() {
+                let logs: Vec<String> = node.logs.try_iter().collect();
+                let tail = &logs[logs.len().saturating_sub(15)..];
+                eprintln!("node-{} exited ({status}); its last log lines:\n{}", i + 1, tail.join("\n"));
+            }
+        }
+    }
+}
+
 impl Cluster {
     async fn connect_limited(&self, n: usize, user: &str) -> SseClient {
         let r = self
@@ -451,6 +465,27 @@ async fn the_broker_down_for_30_seconds_delays_nothing_and_loses_nothing() {
     while cluster.metric(leader, "herald_events_relayed_total").await < total {
         assert!(Instant::now() < deadline, "the relay never published the backlog");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the bus carries the events again, soon: an event no node needed the database for.
+    let deadline = Instant::now() + DEADLINE;
+    for round in 0.. {
+        let mut from_log = Vec::new();
+        for n in 1..=3 {
+            from_log.push(cluster.metric(n, "herald_events_read_from_log_total").await);
+        }
+        let id = cluster.publish(round % 3 + 1, json!({"content": format!("probe {round}")})).await;
+        for sse in &mut streams {
+            messages_until(sse, &HashSet::from([id])).await;
+        }
+        let mut now = Vec::new();
+        for n in 1..=3 {
+            now.push(cluster.metric(n, "herald_events_read_from_log_total").await);
+        }
+        if now == from_log {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the nodes still read the database instead of the bus: {now:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     cluster.finish().await;
 }
