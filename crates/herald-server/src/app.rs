@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::net::runtime::StreamRuntime;
+use crate::net::tls::{CertStore, TlsError};
 use crate::net::ConnLimits;
 use crate::recorder::Recorder;
 use crate::state::{AppState, Inner};
@@ -29,21 +30,36 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot read the JWT keys")]
     Keys(#[from] crate::auth::KeyError),
+    #[error("cannot serve TLS")]
+    Tls(#[from] TlsError),
     #[error("cannot open the database")]
     Store(#[from] StoreError),
     #[error("i/o error")]
     Io(#[from] std::io::Error),
 }
 
-/// Re-reads the JWT key file; the old keys stay in use when the file is unreadable or invalid.
+/// Re-reads the JWT key file and the TLS certificate and key; what is in use stays when a file
+/// is unreadable or invalid.
 #[derive(Clone)]
-pub struct ReloadHandle(AppState);
+pub struct ReloadHandle {
+    state: AppState,
+    tls: Option<Arc<CertStore>>,
+}
 
 impl ReloadHandle {
     pub fn reload_keys(&self) -> Result<usize, crate::auth::KeyError> {
-        let n = self.0.auth.reload()?;
+        let n = self.state.auth.reload()?;
         tracing::info!(keys = n, "JWT keys reloaded");
         Ok(n)
+    }
+
+    /// Re-reads `tls_cert_file` and `tls_key_file`: new handshakes use them, open connections
+    /// keep theirs. `Ok(false)` when the server does not serve TLS.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(store) = &self.tls else { return Ok(false) };
+        store.reload()?;
+        tracing::info!("TLS certificate and key reloaded");
+        Ok(true)
     }
 }
 
@@ -51,6 +67,7 @@ impl ReloadHandle {
 pub struct Running {
     pub addr: SocketAddr,
     state: AppState,
+    tls: Option<Arc<CertStore>>,
     stop: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -70,9 +87,9 @@ impl Running {
         self.stop.clone()
     }
 
-    /// A handle that re-reads the JWT key file (PEM or JWKS), as on SIGHUP.
+    /// A handle that re-reads the JWT key file (PEM or JWKS) and the TLS files, as on SIGHUP.
     pub fn reload_handle(&self) -> ReloadHandle {
-        ReloadHandle(self.state.clone())
+        ReloadHandle { state: self.state.clone(), tls: self.tls.clone() }
     }
 }
 
@@ -99,7 +116,13 @@ impl Background {
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
     config.check()?;
     let auth = Auth::new(&config)?;
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(CertStore::open(cert, key)?),
+        _ => None,
+    };
+    let acceptor = tls.as_ref().map(CertStore::acceptor).transpose()?;
     let addr = listener.local_addr()?;
+    warn_clear_text_tokens(&config, addr);
     let store = open_store(&config).await?;
     if config.demo {
         let added = store.seed_users(&demo_users(), Timestamp::now()).await?;
@@ -129,27 +152,45 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let conn_limits = conn_limits(&state);
     let runtime = Arc::new(StreamRuntime::start()?);
     let stop = CancellationToken::new();
-    tracing::info!(%addr, node = %state.node_id, "herald is ready");
-    let done = tokio::spawn(serve(listener, state.clone(), conn_limits, runtime, stop.clone(), background));
-    Ok(Running { addr, state, stop, done })
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, node = %state.node_id, "herald is ready");
+    let serving = Serving { listener, limits: conn_limits, runtime, tls: acceptor };
+    let done = tokio::spawn(serve(serving, state.clone(), stop.clone(), background));
+    Ok(Running { addr, state, tls, stop, done })
+}
+
+/// With auth = jwt on a non-loopback address and no TLS, tokens cross the network readable.
+fn warn_clear_text_tokens(config: &Config, addr: SocketAddr) {
+    let jwt = config.auth == crate::config::AuthMode::Jwt;
+    if jwt && config.tls_cert_file.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "auth = jwt without TLS on a non-loopback address: tokens travel in clear text; set \
+             tls_cert_file and tls_key_file, or terminate TLS in a proxy in front"
+        );
+    }
+}
+
+/// How the node takes connections.
+struct Serving {
+    listener: TcpListener,
+    limits: ConnLimits,
+    runtime: Arc<StreamRuntime>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves until `stop`, then shuts down in order.
-async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    limits: ConnLimits,
-    runtime: Arc<StreamRuntime>,
-    stop: CancellationToken,
-    background: Background,
-) {
+async fn serve(serving: Serving, state: AppState, stop: CancellationToken, background: Background) {
+    let Serving { listener, limits, runtime, tls } = serving;
     let router = http::router(state.clone());
     let hub = state.hub.clone();
     let announce = move || {
         let streams = hub.shutdown(shutdown_frame());
         tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
     };
-    net::serve(listener, router, limits, stop, state.config.shutdown_grace, runtime.clone(), announce).await;
+    let grace = state.config.shutdown_grace;
+    let listening = net::Listening { listener, tls };
+    net::serve(listening, router, limits, stop, grace, runtime.clone(), announce).await;
     drop(runtime);
     background.stop().await;
     let store = state.store.clone();
@@ -203,6 +244,7 @@ fn conn_limits(state: &AppState) -> ConnLimits {
         header_timeout: config.header_timeout,
         max_header_bytes: config.max_header_bytes,
         max_headers: config.max_headers,
+        http2_max_streams: config.http2_max_concurrent_streams,
         send_timeout: config.send_timeout,
         per_ip: state.limits.per_ip.clone(),
         trusted_proxies: state.limits.trusted_proxies.clone().into(),
