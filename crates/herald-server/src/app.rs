@@ -160,9 +160,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
 }
 
 /// With auth = jwt on a non-loopback address and no TLS, tokens cross the network readable.
+fn tokens_in_clear_text(config: &Config, addr: SocketAddr) -> bool {
+    config.auth == crate::config::AuthMode::Jwt && config.tls_cert_file.is_none() && !addr.ip().is_loopback()
+}
+
 fn warn_clear_text_tokens(config: &Config, addr: SocketAddr) {
-    let jwt = config.auth == crate::config::AuthMode::Jwt;
-    if jwt && config.tls_cert_file.is_none() && !addr.ip().is_loopback() {
+    if tokens_in_clear_text(config, addr) {
         tracing::warn!(
             %addr,
             "auth = jwt without TLS on a non-loopback address: tokens travel in clear text; set \
@@ -294,4 +297,23 @@ fn default_node_id(addr: SocketAddr) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "herald".to_owned());
     format!("{host}:{}", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthMode;
+    use std::path::PathBuf;
+
+    #[test]
+    fn only_jwt_without_tls_on_a_non_loopback_address_is_warned_about() {
+        let remote: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let jwt = Config { auth: AuthMode::Jwt, ..Config::default() };
+        assert!(tokens_in_clear_text(&jwt, remote));
+        assert!(!tokens_in_clear_text(&jwt, local));
+        let tls = Config { tls_cert_file: Some(PathBuf::from("c.pem")), ..jwt.clone() };
+        assert!(!tokens_in_clear_text(&tls, remote));
+        assert!(!tokens_in_clear_text(&Config::default(), remote), "auth = none has its own check");
+    }
 }
