@@ -102,6 +102,13 @@ struct BenchArgs {
     /// The Last-Event-ID the stalled streams send [default: none, a fresh connect]
     #[arg(long, requires = "stalled")]
     stalled_resume: Option<i64>,
+    /// PEM certificate to trust for an https:// --url (e.g. the one `herald cert` wrote)
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Open the streams over shared HTTP/2 connections, this many streams each (TLS for https://,
+    /// else h2c) [default: HTTP/1.1, a connection per stream]
+    #[arg(long)]
+    http2: Option<usize>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -269,6 +276,8 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         progress: !a.quiet,
         stalled: a.stalled,
         stalled_resume: a.stalled_resume,
+        tls_ca: a.tls_ca,
+        http2: a.http2,
     };
     let report = herald_bench::run(opts).await?;
     print!("{report}");
