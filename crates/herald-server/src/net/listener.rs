@@ -4,8 +4,8 @@
 //!
 //! A plain connection is HTTP/1.1 (streams on the raw socket, the rest through hyper) or, when it
 //! opens with the HTTP/2 preface, h2c. A TLS connection (when a certificate is configured) is
-//! HTTP/2 or HTTP/1.1 as ALPN chose, all of it through hyper; its handshake must finish within
-//! `header_timeout`.
+//! HTTP/2 or HTTP/1.1 as ALPN chose, all of it through hyper; its handshake, and then its first
+//! request head or HTTP/2 preface, must each arrive within `header_timeout`.
 
 use super::raw::{self, Rewind, Sniffed, StreamConn};
 use super::runtime::StreamRuntime;
@@ -166,8 +166,8 @@ async fn connection(
     }
 }
 
-/// A TLS connection: the handshake (within `header_timeout`), then HTTP/2 or HTTP/1.1 as ALPN
-/// chose, both through hyper.
+/// A TLS connection: the handshake (within `header_timeout`), then HTTP/2 or HTTP/1.1 as the
+/// first bytes say (ALPN `h2` clients send the HTTP/2 preface), both through hyper.
 async fn secure(
     shared: &Shared,
     acceptor: TlsAcceptor,
@@ -183,9 +183,8 @@ async fn secure(
             return tracing::debug!(peer = %ctl.peer, "TLS handshake not finished within header_timeout")
         }
     };
-    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        return h2::serve(tls, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain).await;
-    }
+    // After ALPN `h2` the client's first bytes are the HTTP/2 preface; reading them here (rather
+    // than leaving it to hyper) holds them to `header_timeout` too.
     match raw::sniff(tls, &shared.limits, false).await {
         Sniffed::Other(io) => {
             serve_http(io, shared.router.clone(), ctl, &shared.builder, &shared.drain).await

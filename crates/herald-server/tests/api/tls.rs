@@ -104,7 +104,7 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_while_open_streams_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_handshake_that_never_finishes_is_cut_by_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = spawn_tls(dir.path(), |c| c.header_timeout = Duration::from_millis(300)).await;
+    let (app, pem) = spawn_tls(dir.path(), |c| c.header_timeout = Duration::from_millis(300)).await;
     let mut idle = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
     // The first bytes of a ClientHello record, then nothing.
     idle.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.unwrap();
@@ -119,6 +119,11 @@ async fn a_tls_handshake_that_never_finishes_is_cut_by_the_header_timeout() {
     })
     .await;
     assert!(closed.is_ok(), "the server kept a stalled handshake open");
+
+    // A finished handshake (ALPN h2) followed by silence is cut too.
+    let mut silent = tls_connect(app.addr(), &pem, &[b"h2"]).await.unwrap();
+    let read = tokio::time::timeout(WAIT, silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the server kept a silent TLS connection open: {read:?}");
     app.stop().await;
 }
 
