@@ -136,8 +136,10 @@ async fn connection(
     kill: CancellationToken,
 ) {
     let work = async {
+        // Boxed, like the HTTP/2 branch below: their state is large, and the plain HTTP/1.1 path,
+        // where most connections are, should not carry it in every connection's task.
         if let Some(acceptor) = shared.tls.clone() {
-            return secure(&shared, acceptor, stream, ctl, slot).await;
+            return Box::pin(secure(&shared, acceptor, stream, ctl, slot)).await;
         }
         match raw::sniff(stream, &shared.limits, true).await {
             Sniffed::Stream(stream, request) => {
@@ -155,7 +157,8 @@ async fn connection(
             }
             Sniffed::H2(io) => {
                 let _slot = slot;
-                h2::serve(io, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain).await
+                Box::pin(h2::serve(io, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain))
+                    .await
             }
             Sniffed::Done => {}
         }
