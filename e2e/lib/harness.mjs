@@ -2,8 +2,9 @@
 // Test harness: a real `herald serve --demo` on a free port over a fresh SQLite file, and
 // Debian's Chromium driven by playwright-core. Nothing here builds Herald: run `cargo build -p
 // herald` first, or point HERALD_BIN at a binary.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -54,17 +55,25 @@ async function freePort() {
 /**
  * Starts Herald and waits (with a deadline) until /health/ready answers 200. `again` restarts a
  * stopped server on its port and database.
+ * With `tls`, `herald cert --self-signed` writes a certificate for localhost first and Herald
+ * serves HTTPS (and HTTP/2) with it at `https://localhost:<port>`.
  * @param {string[]} [extra] more `serve` arguments
  * @param {{port: number, dir: string}} [again]
+ * @param {{tls?: boolean}} [options]
  */
-export async function startHerald(extra = [], again) {
+export async function startHerald(extra = [], again, { tls = false } = {}) {
   if (!existsSync(HERALD_BIN)) {
     throw new Error(`no Herald binary at ${HERALD_BIN}: run \`cargo build -p herald\` or set HERALD_BIN`);
   }
   const dir = again?.dir ?? mkdtempSync(join(tmpdir(), 'herald-e2e-'));
   const port = again?.port ?? (await freePort());
-  const base = `http://127.0.0.1:${port}`;
-  const args = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${join(dir, 'h.db')}`, ...extra];
+  const base = tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
+  const tlsArgs = [];
+  if (tls) {
+    execFileSync(HERALD_BIN, ['cert', '--self-signed', '--host', 'localhost', '--out-dir', dir, '--force'], { stdio: 'ignore' });
+    tlsArgs.push('--tls-cert-file', join(dir, 'herald.crt'), '--tls-key-file', join(dir, 'herald.key'));
+  }
+  const args = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${join(dir, 'h.db')}`, ...tlsArgs, ...extra];
   const child = spawn(HERALD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
   let stderr = '';
   child.stderr.on('data', (d) => {
@@ -75,6 +84,7 @@ export async function startHerald(extra = [], again) {
     await eventually(
       async () => {
         if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}: ${stderr}`);
+        if (tls) return (await httpsStatus(`${base}/health/ready`, readFileSync(join(dir, 'herald.crt')))) === 200;
         const r = await fetch(`${base}/health/ready`);
         return r.status === 200;
       },
@@ -111,10 +121,28 @@ export async function startHerald(extra = [], again) {
   };
 }
 
-/** Launches Chromium with a fresh profile. */
-export async function launchBrowser() {
+/**
+ * The status of a GET over HTTPS, trusting only `ca`.
+ * @param {string} url @param {Buffer} ca @returns {Promise<number>}
+ */
+function httpsStatus(url, ca) {
+  return new Promise((res, rej) => {
+    httpsGet(url, { ca }, (r) => {
+      r.resume();
+      res(r.statusCode ?? 0);
+    }).on('error', rej);
+  });
+}
+
+/**
+ * Launches Chromium with a fresh profile. `ignoreHTTPSErrors` accepts the self-signed certificate
+ * of a `tls` Herald.
+ * @param {{ignoreHTTPSErrors?: boolean}} [options]
+ */
+export async function launchBrowser({ ignoreHTTPSErrors = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
+    ignoreHTTPSErrors,
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1280, height: 800 },

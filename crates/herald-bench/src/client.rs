@@ -1,14 +1,20 @@
-//! One SSE stream over its own HTTP/1.1 connection, read off the raw socket, bound to a chosen
-//! local address so a run can spread over several source IPs in 127.0.0.0/8.
+//! One SSE stream over its own HTTP/1.1 connection (plain or TLS), read off the socket, bound to a
+//! chosen local address so a run can spread over several source IPs in 127.0.0.0/8; or one stream
+//! among many on a shared HTTP/2 connection (`--http2`).
 
+use bytes::Buf;
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 /// What one stream saw: each broadcast id with its arrival time, and the last event id.
@@ -26,8 +32,25 @@ pub struct Counters {
     pub open: AtomicU64,
 }
 
+/// How a stream reaches the server.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    /// HTTP/1.1 over TLS, a connection per stream.
+    Tls(TlsConnector),
+    /// A stream on a shared HTTP/2 connection (TLS or h2c).
+    H2(SendRequest<Empty<Bytes>>),
+}
+
+/// A shared HTTP/2 connection's request handle.
+pub type SendH2 = SendRequest<Empty<Bytes>>;
+
+/// What a stream is read from once its response head is in.
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+
 pub struct StreamSpec {
     pub server: SocketAddr,
+    pub transport: Transport,
     pub local: IpAddr,
     pub path: String,
     pub bearer: Option<String>,
@@ -54,7 +77,11 @@ pub async fn hold(
             let _ = tx.send(Err(e));
         }
     };
-    let (mut tcp, mut buf, chunked) = match open(&spec).await {
+    let opened = match &spec.transport {
+        Transport::H2(send) => open_h2(send.clone(), &spec).await,
+        _ => open(&spec).await,
+    };
+    let (mut tcp, mut buf, chunked) = match opened {
         Ok(opened) => opened,
         Err(e) => return fail(&mut established, e),
     };
@@ -112,14 +139,91 @@ fn note(event: Event, now: Instant, log: &StreamLog, counters: &Counters) {
     }
 }
 
-/// Connects from the chosen address, sends the request and reads the response head. Returns the
-/// socket, the body bytes already read, and whether the body is chunked.
-async fn open(spec: &StreamSpec) -> Result<(TcpStream, BytesMut, bool), String> {
-    let socket = if spec.local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+/// Sends the stream request on a shared HTTP/2 connection; the body is read as a byte stream.
+async fn open_h2(
+    mut send: SendRequest<Empty<Bytes>>,
+    spec: &StreamSpec,
+) -> Result<(Reader, BytesMut, bool), String> {
+    let mut req = http::Request::get(format!("https://{}{}", spec.server, spec.path))
+        .header("accept", "text/event-stream");
+    if let Some(token) = &spec.bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(id) = &spec.last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let req = req.body(Empty::new()).map_err(|e| format!("request: {e}"))?;
+    send.ready().await.map_err(|e| format!("connection: {e}"))?;
+    let resp = send.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+    if resp.status() != 200 {
+        return Err(format!("status {}", resp.status().as_u16()));
+    }
+    let body = resp
+        .into_body()
+        .into_data_stream()
+        .map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())).map_err(std::io::Error::other));
+    Ok((Box::new(tokio_util::io::StreamReader::new(body)), BytesMut::new(), false))
+}
+
+/// Opens one shared HTTP/2 connection from `local` (over TLS when `tls` is set, else h2c).
+pub async fn h2_connection(
+    server: SocketAddr,
+    local: IpAddr,
+    tls: Option<&TlsConnector>,
+) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let tcp = connect(server, local).await?;
+    let exec = hyper_util::rt::TokioExecutor::new();
+    let mut builder = hyper::client::conn::http2::Builder::new(exec);
+    builder.max_concurrent_reset_streams(1024);
+    let send = match tls {
+        Some(connector) => {
+            let io = connector.connect(server_name(server), tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            let (send, conn) =
+                builder.handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            send
+        }
+        None => {
+            let (send, conn) =
+                builder.handshake(hyper_util::rt::TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            send
+        }
+    };
+    Ok(send)
+}
+
+fn server_name(server: SocketAddr) -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::IpAddress(server.ip().into())
+}
+
+async fn connect(server: SocketAddr, local: IpAddr) -> Result<TcpStream, String> {
+    let socket = if local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
         .map_err(|e| format!("socket: {e}"))?;
-    socket.bind(SocketAddr::new(spec.local, 0)).map_err(|e| format!("bind {}: {e}", spec.local))?;
-    let mut tcp = socket.connect(spec.server).await.map_err(|e| format!("connect: {e}"))?;
+    socket.bind(SocketAddr::new(local, 0)).map_err(|e| format!("bind {local}: {e}"))?;
+    let tcp = socket.connect(server).await.map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Connects from the chosen address (with TLS when asked), sends the request and reads the
+/// response head. Returns the reader, the body bytes already read, and whether the body is chunked.
+async fn open(spec: &StreamSpec) -> Result<(Reader, BytesMut, bool), String> {
+    let tcp = connect(spec.server, spec.local).await?;
+    match &spec.transport {
+        Transport::Tls(connector) => {
+            let tls =
+                connector.connect(server_name(spec.server), tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            request_h1(tls, spec).await
+        }
+        _ => request_h1(tcp, spec).await,
+    }
+}
+
+async fn request_h1<S>(mut tcp: S, spec: &StreamSpec) -> Result<(Reader, BytesMut, bool), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut request =
         format!("GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\n", spec.path, spec.server);
     if let Some(token) = &spec.bearer {
@@ -148,7 +252,7 @@ async fn open(spec: &StreamSpec) -> Result<(TcpStream, BytesMut, bool), String> 
                         && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("chunked")
                 });
                 let _ = buf.split_to(len);
-                return Ok((tcp, buf, chunked));
+                return Ok((Box::new(tcp), buf, chunked));
             }
             Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
             Ok(httparse::Status::Partial) => return Err("response head too large".into()),

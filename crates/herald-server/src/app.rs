@@ -7,6 +7,7 @@ use crate::dead_letters::StoredLetters;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::net::runtime::StreamRuntime;
+use crate::net::tls::{CertStore, TlsError};
 use crate::net::ConnLimits;
 use crate::recorder::Recorder;
 use crate::state::{AppState, Inner};
@@ -30,6 +31,8 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot read the JWT keys")]
     Keys(#[from] crate::auth::KeyError),
+    #[error("cannot serve TLS")]
+    Tls(#[from] TlsError),
     #[error("cannot open the database")]
     Store(#[from] StoreError),
     #[error("i/o error")]
@@ -38,15 +41,28 @@ pub enum ServerError {
     Bus(#[from] herald_bus::BusError),
 }
 
-/// Re-reads the JWT key file; the old keys stay in use when the file is unreadable or invalid.
+/// Re-reads the JWT key file and the TLS certificate and key; what is in use stays when a file
+/// is unreadable or invalid.
 #[derive(Clone)]
-pub struct ReloadHandle(AppState);
+pub struct ReloadHandle {
+    state: AppState,
+    tls: Option<Arc<CertStore>>,
+}
 
 impl ReloadHandle {
     pub fn reload_keys(&self) -> Result<usize, crate::auth::KeyError> {
-        let n = self.0.auth.reload()?;
+        let n = self.state.auth.reload()?;
         tracing::info!(keys = n, "JWT keys reloaded");
         Ok(n)
+    }
+
+    /// Re-reads `tls_cert_file` and `tls_key_file`: new handshakes use them, open connections
+    /// keep theirs. `Ok(false)` when the server does not serve TLS.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(store) = &self.tls else { return Ok(false) };
+        store.reload()?;
+        tracing::info!("TLS certificate and key reloaded");
+        Ok(true)
     }
 }
 
@@ -54,6 +70,7 @@ impl ReloadHandle {
 pub struct Running {
     pub addr: SocketAddr,
     state: AppState,
+    tls: Option<Arc<CertStore>>,
     stop: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -73,9 +90,9 @@ impl Running {
         self.stop.clone()
     }
 
-    /// A handle that re-reads the JWT key file (PEM or JWKS), as on SIGHUP.
+    /// A handle that re-reads the JWT key file (PEM or JWKS) and the TLS files, as on SIGHUP.
     pub fn reload_handle(&self) -> ReloadHandle {
-        ReloadHandle(self.state.clone())
+        ReloadHandle { state: self.state.clone(), tls: self.tls.clone() }
     }
 }
 
@@ -102,7 +119,13 @@ impl Background {
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
     config.check()?;
     let auth = Auth::new(&config)?;
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(CertStore::open(cert, key)?),
+        _ => None,
+    };
+    let acceptor = tls.as_ref().map(CertStore::acceptor).transpose()?;
     let addr = listener.local_addr()?;
+    warn_clear_text_tokens(&config, addr);
     let store = open_store(&config).await?;
     if config.demo {
         let added = store.seed_users(&demo_users(), Timestamp::now()).await?;
@@ -141,27 +164,48 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let conn_limits = conn_limits(&state);
     let runtime = Arc::new(StreamRuntime::start()?);
     let stop = CancellationToken::new();
-    tracing::info!(%addr, node = %state.node_id, "herald is ready");
-    let done = tokio::spawn(serve(listener, state.clone(), conn_limits, runtime, stop.clone(), background));
-    Ok(Running { addr, state, stop, done })
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, node = %state.node_id, "herald is ready");
+    let serving = Serving { listener, limits: conn_limits, runtime, tls: acceptor };
+    let done = tokio::spawn(serve(serving, state.clone(), stop.clone(), background));
+    Ok(Running { addr, state, tls, stop, done })
+}
+
+/// With auth = jwt on a non-loopback address and no TLS, tokens cross the network readable.
+fn tokens_in_clear_text(config: &Config, addr: SocketAddr) -> bool {
+    config.auth == crate::config::AuthMode::Jwt && config.tls_cert_file.is_none() && !addr.ip().is_loopback()
+}
+
+fn warn_clear_text_tokens(config: &Config, addr: SocketAddr) {
+    if tokens_in_clear_text(config, addr) {
+        tracing::warn!(
+            %addr,
+            "auth = jwt without TLS on a non-loopback address: tokens travel in clear text; set \
+             tls_cert_file and tls_key_file, or terminate TLS in a proxy in front"
+        );
+    }
+}
+
+/// How the node takes connections.
+struct Serving {
+    listener: TcpListener,
+    limits: ConnLimits,
+    runtime: Arc<StreamRuntime>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves until `stop`, then shuts down in order.
-async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    limits: ConnLimits,
-    runtime: Arc<StreamRuntime>,
-    stop: CancellationToken,
-    background: Background,
-) {
+async fn serve(serving: Serving, state: AppState, stop: CancellationToken, background: Background) {
+    let Serving { listener, limits, runtime, tls } = serving;
     let router = http::router(state.clone());
     let hub = state.hub.clone();
     let announce = move || {
         let streams = hub.shutdown(shutdown_frame());
         tracing::info!(streams, "shutting down: streams told SERVER_SHUTDOWN");
     };
-    net::serve(listener, router, limits, stop, state.config.shutdown_grace, runtime.clone(), announce).await;
+    let grace = state.config.shutdown_grace;
+    let listening = net::Listening { listener, tls };
+    net::serve(listening, router, limits, stop, grace, runtime.clone(), announce).await;
     drop(runtime);
     background.stop().await;
     state.bus.close().await;
@@ -234,6 +278,7 @@ fn conn_limits(state: &AppState) -> ConnLimits {
         header_timeout: config.header_timeout,
         max_header_bytes: config.max_header_bytes,
         max_headers: config.max_headers,
+        http2_max_streams: config.http2_max_concurrent_streams,
         send_timeout: config.send_timeout,
         per_ip: state.limits.per_ip.clone(),
         trusted_proxies: state.limits.trusted_proxies.clone().into(),
@@ -307,4 +352,23 @@ fn default_node_id(addr: SocketAddr) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "herald".to_owned());
     format!("{host}:{}", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthMode;
+    use std::path::PathBuf;
+
+    #[test]
+    fn only_jwt_without_tls_on_a_non_loopback_address_is_warned_about() {
+        let remote: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let jwt = Config { auth: AuthMode::Jwt, ..Config::default() };
+        assert!(tokens_in_clear_text(&jwt, remote));
+        assert!(!tokens_in_clear_text(&jwt, local));
+        let tls = Config { tls_cert_file: Some(PathBuf::from("c.pem")), ..jwt.clone() };
+        assert!(!tokens_in_clear_text(&tls, remote));
+        assert!(!tokens_in_clear_text(&Config::default(), remote), "auth = none has its own check");
+    }
 }

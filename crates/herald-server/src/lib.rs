@@ -24,4 +24,5 @@ pub use app::{migrate, start, ReloadHandle, Running, ServerError};
 pub use auth::jwt::mint_token;
 pub use auth::{KeyError, MintError};
 pub use config::Config;
+pub use net::tls::{self_signed, TlsError};
 pub use report::Chain;

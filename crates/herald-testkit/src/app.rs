@@ -43,12 +43,23 @@ pub async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut Config)) -> TestApp {
 async fn start(config: Config, db: TestDb) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let running = herald_server::start(config.clone(), listener).await.expect("server starts");
-    let base = format!("http://{}", running.addr);
+    let scheme = if config.tls_cert_file.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", running.addr);
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
     TestApp { base, client, config, running: Some(running), db: Some(db) }
 }
 
 impl TestApp {
+    /// The server's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("running").addr
+    }
+
+    /// The handle that re-reads the JWT keys and TLS files, as SIGHUP does.
+    pub fn reload_handle(&self) -> herald_server::ReloadHandle {
+        self.running.as_ref().expect("running").reload_handle()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -3,11 +3,13 @@
 
 mod app;
 mod db;
+mod h2;
 mod sse;
 mod token;
 
 pub use app::{id_of, spawn_app, spawn_on, spawn_with, TestApp};
 pub use db::{with_database, Backend, TestDb, POSTGRES_ENV};
+pub use h2::{tls_connect, write_cert, H2Client};
 pub use sse::{SseClient, SseEvent};
 pub use token::{token, token_with};
 

@@ -30,16 +30,30 @@ impl SseEvent {
 }
 
 pub struct SseClient {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    body: Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>,
     buf: Vec<u8>,
     pub retry: Option<u64>,
     pub comments: usize,
     ended: bool,
+    error: Option<String>,
 }
 
 impl SseClient {
     pub fn new(resp: reqwest::Response) -> Self {
-        Self { body: Box::pin(resp.bytes_stream()), buf: Vec::new(), retry: None, comments: 0, ended: false }
+        Self::from_stream(resp.bytes_stream())
+    }
+
+    /// A client reading any stream of body bytes (an HTTP/2 response, say).
+    pub fn from_stream<E: std::fmt::Display>(
+        body: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
+    ) -> Self {
+        let body = body.map(|chunk| chunk.map_err(|e| e.to_string()));
+        Self { body: Box::pin(body), buf: Vec::new(), retry: None, comments: 0, ended: false, error: None }
+    }
+
+    /// Whether the body ended with an error (a reset stream, a dropped connection).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// The next event of any kind (heartbeats included), `None` when the stream ended.
@@ -61,7 +75,11 @@ impl SseClient {
                     panic!("no SSE data within {WAIT:?}; buffered: {:?}", String::from_utf8_lossy(&self.buf))
                 }
                 Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
-                Ok(Some(Err(_)) | None) => self.ended = true,
+                Ok(Some(Err(e))) => {
+                    self.error = Some(e);
+                    self.ended = true;
+                }
+                Ok(None) => self.ended = true,
             }
         }
     }

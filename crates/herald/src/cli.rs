@@ -2,7 +2,7 @@
 //! its `HERALD_*` variable (clap's `env`), and both override the TOML file, which overrides the
 //! defaults.
 
-use crate::{client, config_file};
+use crate::{cert, client, config_file};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use herald_server::config::{AuthMode, Key, LogFormat, KEYS};
@@ -26,6 +26,8 @@ enum Command {
     Migrate(Settings),
     /// Print a commented default configuration file.
     Config,
+    /// Write a self-signed TLS certificate and key (herald.crt, herald.key) for local HTTPS.
+    Cert(cert::CertArgs),
     /// Mint a development token (HS256) with the configured `jwt_secret`.
     Token(TokenArgs),
     /// Load generator: drive a running Herald (or another SSE server) over real HTTP and SSE.
@@ -103,6 +105,13 @@ struct BenchArgs {
     /// The Last-Event-ID the stalled streams send [default: none, a fresh connect]
     #[arg(long, requires = "stalled")]
     stalled_resume: Option<i64>,
+    /// PEM certificate to trust for an https:// --url (e.g. the one `herald cert` wrote)
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Open the streams over shared HTTP/2 connections, this many streams each (TLS for https://,
+    /// else h2c) [default: HTTP/1.1, a connection per stream]
+    #[arg(long)]
+    http2: Option<usize>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -221,6 +230,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(settings) => serve(settings.resolve()?).await,
+        Command::Cert(args) => cert::run(args),
         Command::Bench(args) => bench(args).await,
         Command::Publish(args) => client::publish::run(args).await,
         Command::Tail(args) => client::tail::run(args).await,
@@ -270,6 +280,8 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         progress: !a.quiet,
         stalled: a.stalled,
         stalled_resume: a.stalled_resume,
+        tls_ca: a.tls_ca,
+        http2: a.http2,
     };
     let report = herald_bench::run(opts).await?;
     print!("{report}");
@@ -312,12 +324,16 @@ async fn listen(address: &str) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// SIGHUP re-reads the JWT key file (PEM or JWKS) without a restart.
+/// SIGHUP re-reads the JWT key file (PEM or JWKS) and the TLS certificate and key without a
+/// restart; open streams stay open.
 async fn reload_on_sighup(handle: herald_server::ReloadHandle) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
         if let Err(e) = handle.reload_keys() {
             tracing::error!(error = %e, "reloading the JWT keys failed; the previous keys stay in use");
+        }
+        if let Err(e) = handle.reload_tls() {
+            tracing::error!(error = %e, "reloading the TLS certificate failed; the previous one stays in use");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `herald`: parse the command line, load the layered configuration, hand over to the library
 //! (the server) or to the command-line client (`client`).
 
+mod cert;
 mod cli;
 mod client;
 mod config_file;

@@ -4,7 +4,7 @@
 mod measure;
 mod traffic;
 
-use crate::client::{self, Counters, StreamLog, StreamSpec};
+use crate::client::{self, Counters, StreamLog, StreamSpec, Transport};
 use crate::proc;
 use crate::report::{Percentiles, Report, Server, Storm};
 use anyhow::{bail, Context};
@@ -69,6 +69,11 @@ pub struct Options {
     pub stalled: Option<usize>,
     /// The `Last-Event-ID` the stalled streams send (none: a fresh connect).
     pub stalled_resume: Option<i64>,
+    /// PEM certificate to trust for an `https://` URL (a self-signed one, say).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Streams per HTTP/2 connection (over TLS for `https://`, else h2c); none: HTTP/1.1, a
+    /// connection per stream.
+    pub http2: Option<usize>,
 }
 
 impl Default for Options {
@@ -94,6 +99,8 @@ impl Default for Options {
             progress: true,
             stalled: None,
             stalled_resume: None,
+            tls_ca: None,
+            http2: None,
         }
     }
 }
@@ -105,6 +112,13 @@ struct Bench {
     stream_servers: Vec<SocketAddr>,
     http: reqwest::Client,
     counters: Arc<Counters>,
+    /// TLS for the streams: ALPN `http/1.1` and `h2` (for `https://` URLs).
+    tls: Option<TlsConnectors>,
+}
+
+struct TlsConnectors {
+    h1: tokio_rustls::TlsConnector,
+    h2: tokio_rustls::TlsConnector,
 }
 
 /// One broadcast the bench created: its id, when the create request started, and how long the
@@ -129,13 +143,41 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     if stream_servers.is_empty() {
         stream_servers.push(server);
     }
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-    let bench = Bench { opts, server, stream_servers, http, counters: Arc::new(Counters::default()) };
+    let mut http = reqwest::Client::builder().pool_max_idle_per_host(64);
+    let mut tls = None;
+    if opts.url.starts_with("https://") {
+        let path =
+            opts.tls_ca.as_ref().context("an https:// URL needs --tls-ca (the certificate to trust)")?;
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        tls = Some(TlsConnectors { h1: connector(&pem, b"http/1.1")?, h2: connector(&pem, b"h2")? });
+    }
+    let http = http.build()?;
+    let bench = Bench { opts, server, stream_servers, http, counters: Arc::new(Counters::default()), tls };
     bench.execute().await
 }
 
+/// A TLS client trusting only the certificate(s) in `pem`, offering `alpn`.
+fn connector(pem: &[u8], alpn: &[u8]) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.context("--tls-ca is not a PEM certificate")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.strip_prefix("http://").context("--url must start with http://")?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .context("--url must start with http:// or https://")?;
     let host = rest.split('/').next().unwrap_or(rest);
     use std::net::ToSocketAddrs;
     host.to_socket_addrs()?.next().with_context(|| format!("cannot resolve {host}"))

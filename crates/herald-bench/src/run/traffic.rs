@@ -34,12 +34,21 @@ impl Bench {
         let gate = Arc::new(Semaphore::new(o.concurrency.max(1)));
         let mut logs = Vec::with_capacity(o.streams);
         let mut waits = Vec::with_capacity(o.streams);
+        let shared = self.h2_connections().await;
         for i in 0..o.streams {
             let log = Arc::new(StreamLog::default());
             logs.push(log.clone());
             let (tx, rx) = oneshot::channel();
+            let transport = match (&shared, &self.tls) {
+                (Some((conns, per)), _) => {
+                    conns.get(i / per).cloned().map_or(Transport::Plain, Transport::H2)
+                }
+                (None, Some(tls)) => Transport::Tls(tls.h1.clone()),
+                (None, None) => Transport::Plain,
+            };
             let spec = StreamSpec {
                 server: self.stream_servers[i % self.stream_servers.len()],
+                transport,
                 local: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % o.source_ips.clamp(1, 250)) as u8)),
                 path: self.stream_path(i),
                 bearer: self.token(&self.user(i), &["BENCH"]),
@@ -75,6 +84,21 @@ impl Bench {
             eprintln!("[bench] {held} streams held, {} failed {failures:?}", o.streams - held);
         }
         Streams { logs, stop, held, failed: o.streams - held }
+    }
+
+    /// With `--http2 N`: the shared connections (one per N streams) and N.
+    async fn h2_connections(&self) -> Option<(Vec<client::SendH2>, usize)> {
+        let per = self.opts.http2?.max(1);
+        let mut conns = Vec::new();
+        for c in 0..self.opts.streams.div_ceil(per) {
+            let local =
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (c % self.opts.source_ips.clamp(1, 250)) as u8));
+            match client::h2_connection(self.server, local, self.tls.as_ref().map(|t| &t.h2)).await {
+                Ok(send) => conns.push(send),
+                Err(e) => eprintln!("[bench] HTTP/2 connection {c} failed: {e}"),
+            }
+        }
+        Some((conns, per))
     }
 
     pub(super) fn stream_path(&self, i: usize) -> String {

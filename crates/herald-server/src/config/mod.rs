@@ -163,7 +163,16 @@ config_keys! {
     trusted_proxies: Vec<String> = Vec::new(), check |list: &Vec<String>| {
         list.iter().try_for_each(|p| crate::ipnet::IpNet::parse(p).map(drop))
     };
-    /// Time a client has to send its request head (slow-loris protection).
+    /// PEM certificate chain to serve HTTPS with (with tls_key_file); re-read on SIGHUP.
+    /// Unset: plain HTTP.
+    tls_cert_file: Option<PathBuf> = None;
+    /// PEM private key of tls_cert_file (PKCS#8, PKCS#1 or SEC1); re-read on SIGHUP.
+    tls_key_file: Option<PathBuf> = None;
+    /// HTTP/2 streams a client may open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    http2_max_concurrent_streams: u32 = 250, check |n: &u32| {
+        if *n == 0 { Err("must be greater than 0".into()) } else { Ok(()) }
+    };
+    /// Time a client has to send its request head (slow-loris protection; also the TLS handshake).
     header_timeout: Duration = Duration::from_secs(10), check nonzero;
     /// Largest request head in bytes (431 beyond; at least 8192).
     max_header_bytes: usize = 16 * 1024, check |n: &usize| {
@@ -235,6 +244,11 @@ impl Config {
             }
         }
         self.check_auth()?;
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::Rule(
+                "tls_cert_file and tls_key_file go together: set both to serve HTTPS, or neither".into(),
+            ));
+        }
         if self.cors_allow_credentials && self.cors_allowed_origins.iter().any(|o| o == "*") {
             return Err(ConfigError::Rule(
                 "cors_allowed_origins cannot be * when cors_allow_credentials is on".into(),

@@ -1,10 +1,15 @@
 //! The accept loop. Herald serves connections itself (rather than through `axum::serve`) so that
 //! each connection gets a kill switch: the hub can close a stuck stream's socket at once, which a
 //! response body alone cannot do when the client stopped reading.
+//!
+//! A plain connection is HTTP/1.1 (streams on the raw socket, the rest through hyper) or, when it
+//! opens with the HTTP/2 preface, h2c. A TLS connection (when a certificate is configured) is
+//! HTTP/2 or HTTP/1.1 as ALPN chose, all of it through hyper; its handshake, and then its first
+//! request head or HTTP/2 preface, must each arrive within `header_timeout`.
 
 use super::raw::{self, Rewind, Sniffed, StreamConn};
 use super::runtime::StreamRuntime;
-use super::{wire, ConnCtl, ConnLimits};
+use super::{h2, wire, ConnCtl, ConnLimits};
 use crate::limits::ConnSlot;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -17,11 +22,19 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneService;
 use tower::ServiceExt;
+
+/// The listening socket, and the TLS acceptor when serving HTTPS.
+pub struct Listening {
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
 
 /// What every connection task shares.
 #[derive(Clone)]
@@ -29,6 +42,9 @@ struct Shared {
     router: Router,
     limits: ConnLimits,
     builder: http1::Builder,
+    h2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
+    /// Set when serving HTTPS.
+    tls: Option<TlsAcceptor>,
     /// Tells hyper connections to finish their request and close (graceful shutdown).
     drain: CancellationToken,
     /// Every connection task, so shutdown can wait for streams served outside hyper too.
@@ -39,7 +55,7 @@ struct Shared {
 /// Serves until `stop` is cancelled; then stops accepting, calls `before_drain` (which ends the
 /// streams), waits up to `grace` for connections to finish and closes the rest.
 pub async fn serve(
-    listener: TcpListener,
+    listening: Listening,
     router: Router,
     limits: ConnLimits,
     stop: CancellationToken,
@@ -47,16 +63,20 @@ pub async fn serve(
     runtime: Arc<StreamRuntime>,
     before_drain: impl FnOnce(),
 ) {
+    let Listening { listener, tls } = listening;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
+    let h2 = h2::builder(limits.http2_max_streams, limits.max_header_bytes, limits.send_timeout);
     let shared = Shared {
         router,
         limits,
         builder,
+        h2,
+        tls,
         drain: CancellationToken::new(),
         tasks: TaskTracker::new(),
         runtime,
@@ -76,8 +96,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    before_drain();
+    // GOAWAY (and the end of keep-alive) first, then SERVER_SHUTDOWN on each stream.
     shared.drain.cancel();
+    before_drain();
     shared.tasks.close();
     if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
@@ -115,7 +136,12 @@ async fn connection(
     kill: CancellationToken,
 ) {
     let work = async {
-        match raw::sniff(stream, &shared.limits).await {
+        // Boxed, like the HTTP/2 branch below: their state is large, and the plain HTTP/1.1 path,
+        // where most connections are, should not carry it in every connection's task.
+        if let Some(acceptor) = shared.tls.clone() {
+            return Box::pin(secure(&shared, acceptor, stream, ctl, slot)).await;
+        }
+        match raw::sniff(stream, &shared.limits, true).await {
             Sniffed::Stream(stream, request) => {
                 let conn = StreamConn {
                     runtime: &shared.runtime,
@@ -129,12 +155,47 @@ async fn connection(
                 let _slot = slot;
                 serve_http(io, shared.router.clone(), ctl, &shared.builder, &shared.drain).await
             }
+            Sniffed::H2(io) => {
+                let _slot = slot;
+                Box::pin(h2::serve(io, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain))
+                    .await
+            }
             Sniffed::Done => {}
         }
     };
     tokio::select! {
         _ = work => {}
         _ = kill.cancelled() => {}
+    }
+}
+
+/// A TLS connection: the handshake (within `header_timeout`), then HTTP/2 or HTTP/1.1 as the
+/// first bytes say (ALPN `h2` clients send the HTTP/2 preface), both through hyper.
+async fn secure(
+    shared: &Shared,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    ctl: ConnCtl,
+    slot: Option<ConnSlot>,
+) {
+    let _slot = slot;
+    let tls = match tokio::time::timeout(shared.limits.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tracing::debug!(peer = %ctl.peer, error = %e, "TLS handshake failed"),
+        Err(_) => {
+            return tracing::debug!(peer = %ctl.peer, "TLS handshake not finished within header_timeout")
+        }
+    };
+    // After ALPN `h2` the client's first bytes are the HTTP/2 preface; reading them here (rather
+    // than leaving it to hyper) holds them to `header_timeout` too.
+    match raw::sniff(tls, &shared.limits, false).await {
+        Sniffed::Other(io) => {
+            serve_http(io, shared.router.clone(), ctl, &shared.builder, &shared.drain).await
+        }
+        Sniffed::H2(io) => {
+            h2::serve(io, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain).await
+        }
+        Sniffed::Stream(..) | Sniffed::Done => {}
     }
 }
 
@@ -158,13 +219,15 @@ async fn refuse_busy(stream: TcpStream, message: String) {
 
 /// Serves HTTP/1.1 requests with hyper until the connection ends, then closes it lingering, so
 /// that an answer sent before the whole request was read (413, 408) reaches the client.
-async fn serve_http(
-    io: Rewind,
+async fn serve_http<S>(
+    io: Rewind<S>,
     router: Router,
     ctl: ConnCtl,
     builder: &http1::Builder,
     drain: &CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = router.map_request(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ctl.clone());
         req

@@ -1,10 +1,13 @@
 //! The network edge: the accept loop and HTTP/1.1 connections (hyper for requests, the raw socket
-//! for streams), the stream runtime the streams are written on, and the wire rules both paths
-//! share (framing checks, the JSON error body, lingering close).
+//! for streams), HTTP/2 connections (`h2`), TLS (`tls`), the stream runtime the raw streams are
+//! written on, and the wire rules the paths share (framing checks, the JSON error body,
+//! lingering close).
 
+mod h2;
 mod listener;
 mod raw;
 pub mod runtime;
+pub mod tls;
 pub mod wire;
 
 use crate::ipnet::IpNet;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub use listener::serve;
+pub use listener::{serve, Listening};
 
 /// Per-connection facts handlers may need, inserted into every request's extensions.
 #[derive(Clone, Debug)]
@@ -31,6 +34,8 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` of HTTP/2 connections.
+    pub http2_max_streams: u32,
     /// How long a stream may accept no bytes while it has bytes to send.
     pub send_timeout: Duration,
     /// Open connections per peer address; peers that are trusted proxies are not counted here.

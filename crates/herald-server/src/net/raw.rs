@@ -27,12 +27,18 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
 
+/// The client preface of HTTP/2 (RFC 9113 section 3.4): a plain connection that starts with it
+/// speaks h2c with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// What the first request on a connection is.
-pub enum Sniffed {
-    /// A stream request, parsed.
-    Stream(TcpStream, Box<http::Request<Body>>),
-    /// Anything else: hand the connection to hyper.
-    Other(Rewind),
+pub enum Sniffed<S> {
+    /// A stream request, parsed (only when streams may take the raw path).
+    Stream(S, Box<http::Request<Body>>),
+    /// Anything else in HTTP/1: hand the connection to hyper.
+    Other(Rewind<S>),
+    /// The HTTP/2 preface: hand the connection to hyper's HTTP/2 server.
+    H2(Rewind<S>),
     /// Closed, timed out, or refused (already answered).
     Done,
 }
@@ -42,19 +48,30 @@ enum Head {
     /// The request and the length of its head (a stream request has no body).
     Stream(Box<http::Request<Body>>, usize),
     Other,
+    /// The HTTP/2 client preface.
+    H2,
     /// Refused before routing: status, message, and the request path when it could be read.
     Refused(StatusCode, String, String),
 }
 
 /// Reads the first request head (within the header timeout and size limits) and classifies it.
 /// Heads that cannot be served get the JSON error body here, since hyper's own answers to them
-/// have none.
-pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
+/// have none. `raw_streams` says whether a stream request may leave hyper (plain TCP only).
+pub async fn sniff<S>(mut stream: S, limits: &ConnLimits, raw_streams: bool) -> Sniffed<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = BytesMut::with_capacity(1024);
     let read = tokio::time::timeout(limits.header_timeout, async {
         loop {
             if stream.read_buf(&mut buf).await? == 0 {
                 return Ok::<_, io::Error>(None);
+            }
+            if buf.len() >= H2_PREFACE.len() && buf.starts_with(H2_PREFACE) {
+                return Ok(Some(Head::H2));
+            }
+            if H2_PREFACE.starts_with(&buf) {
+                continue;
             }
             let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
             let mut req = httparse::Request::new(&mut headers);
@@ -66,7 +83,7 @@ pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
                 Ok(Some(Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message, String::new())))
             };
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => return Ok(Some(classify(&req, len))),
+                Ok(httparse::Status::Complete(len)) => return Ok(Some(classify(&req, len, raw_streams))),
                 Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => continue,
                 Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => return too_large(),
                 Err(e) => {
@@ -79,6 +96,7 @@ pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
     .await;
     match read {
         Ok(Ok(Some(Head::Stream(req, len)))) if buf.len() == len => Sniffed::Stream(stream, req),
+        Ok(Ok(Some(Head::H2))) => Sniffed::H2(Rewind { prefix: Some(buf.freeze()), inner: stream }),
         Ok(Ok(Some(Head::Refused(status, message, path)))) => {
             refuse(stream, status, &message, &path, &[]).await;
             Sniffed::Done
@@ -88,13 +106,13 @@ pub async fn sniff(mut stream: TcpStream, limits: &ConnLimits) -> Sniffed {
     }
 }
 
-fn classify(req: &httparse::Request<'_, '_>, len: usize) -> Head {
+fn classify(req: &httparse::Request<'_, '_>, len: usize, raw_streams: bool) -> Head {
     let (Some(method), Some(path)) = (req.method, req.path) else { return Head::Other };
     let headers = req.headers.iter().map(|h| (h.name, h.value));
     if let Some(problem) = wire::head_problem(req.version == Some(1), headers) {
         return Head::Refused(StatusCode::BAD_REQUEST, problem.to_owned(), route_of(path).to_owned());
     }
-    if method != "GET" || !STREAM_PATHS.contains(&route_of(path)) || req.version != Some(1) {
+    if !raw_streams || method != "GET" || !STREAM_PATHS.contains(&route_of(path)) || req.version != Some(1) {
         return Head::Other;
     }
     let mut builder = http::Request::builder().method(http::Method::GET).uri(path);
@@ -226,12 +244,12 @@ async fn send(writer: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> io::
 }
 
 /// A socket with bytes already read put back in front.
-pub struct Rewind {
+pub struct Rewind<S> {
     prefix: Option<Bytes>,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -249,7 +267,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, data)
     }

@@ -12,7 +12,6 @@ use herald_domain::Timestamp;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// What is wrong with a request head, if anything. `http11` is false for HTTP/1.0, which may omit
 /// `Host`.
@@ -49,8 +48,8 @@ pub fn head_problem<'a>(
 }
 
 /// Answers with the JSON error body and closes the connection (lingering, see [`linger_close`]).
-pub async fn refuse(
-    mut stream: TcpStream,
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     status: StatusCode,
     message: &str,
     path: &str,
@@ -96,7 +95,7 @@ pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     }
 }
 
-pub async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+pub async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, head: &[u8], body: &[u8]) -> io::Result<()> {
     stream.write_all(head).await?;
     stream.write_all(body).await
 }

@@ -12,4 +12,5 @@ mod limits;
 mod old_console;
 mod outage;
 mod streams;
+mod tls;
 mod validation;

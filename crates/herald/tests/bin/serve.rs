@@ -1,5 +1,5 @@
-//! The `herald` binary as a process: crash durability (SIGKILL), graceful SIGTERM, and the
-//! `config` / `migrate` subcommands.
+//! The `herald` binary as a process: crash durability (SIGKILL), graceful SIGTERM, the
+//! `config` / `migrate` subcommands, and `cert` with TLS serving and its SIGHUP reload.
 
 use crate::support::{serve, WAIT};
 use futures::StreamExt;
@@ -115,4 +115,63 @@ fn a_bad_configuration_is_refused_with_the_key_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("max_connections_per_user"), "{err}");
+}
+
+/// Waits for a log line containing `needle`.
+fn log_line(server: &crate::support::Server, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = server.logs.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn cert_writes_a_pair_that_serve_uses_and_rereads_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_cmd = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["cert", "--self-signed", "--host", "localhost,127.0.0.1", "--out-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = cert_cmd(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crt, key) = (dir.path().join("herald.crt"), dir.path().join("herald.key"));
+    assert!(std::fs::read_to_string(&crt).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    let again = cert_cmd(&[]);
+    assert!(!again.status.success(), "an existing pair is not overwritten without --force");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    let db = sqlite(&dir.path().join("herald.db"));
+    let (crt_s, key_s) = (crt.to_str().unwrap(), key.to_str().unwrap());
+    let server = serve(&db, &["--tls-cert-file", crt_s, "--tls-key-file", key_s]);
+    assert!(server.startup.iter().any(|l| l.contains("\"scheme\":\"https\"")), "{:?}", server.startup);
+    assert!(cert_cmd(&["--force"]).status.success());
+    server.signal("-HUP");
+    log_line(&server, "TLS certificate and key reloaded");
+    std::fs::write(&key, "garbage").unwrap();
+    server.signal("-HUP");
+    let line = log_line(&server, "reloading the TLS certificate failed");
+    assert!(line.contains("herald.key"), "{line}");
+}
+
+#[test]
+fn serve_refuses_to_start_with_an_unreadable_certificate_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert-file", "/nonexistent/herald.crt"])
+        .args(["--tls-key-file", "/nonexistent/herald.key", "--database-url"])
+        .arg(sqlite(&dir.path().join("herald.db")))
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot serve TLS") && err.contains("/nonexistent/herald.crt"), "{err}");
 }
