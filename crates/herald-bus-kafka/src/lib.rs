@@ -67,17 +67,20 @@ impl KafkaBus {
             }
         };
         let consumer = consumer(&settings)?;
-        let mut assignment = TopicPartitionList::new();
-        let offset = start.map_or(Offset::Beginning, Offset::Offset);
-        assignment.add_partition_offset(&settings.topic, 0, offset).map_err(unavailable)?;
-        consumer.assign(&assignment).map_err(unavailable)?;
+        assign(&consumer, &settings.topic, start).map_err(unavailable)?;
+        let probe = Arc::new(producer_for_dead_letters(&settings)?);
         let (tx, _) = broadcast::channel(4_096);
         let stop = CancellationToken::new();
         let dead_letters = producer_for_dead_letters(&settings)?;
-        let reader = Reader { settings: settings.clone(), tx: tx.clone(), letters, producer: dead_letters };
-        let consuming = tokio::spawn(reader.run(consumer, stop.clone()));
+        let reader = Reader {
+            settings: settings.clone(),
+            tx: tx.clone(),
+            letters,
+            producer: dead_letters,
+            probe: probe.clone(),
+        };
+        let consuming = tokio::spawn(reader.run(consumer, start, stop.clone()));
         tracing::info!(brokers = %settings.brokers, topic = %settings.topic, ?start, "Kafka bus started");
-        let probe = Arc::new(producer_for_dead_letters(&settings)?);
         Ok(Self {
             settings,
             producer: Mutex::new(producer),
@@ -158,23 +161,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let producer = self.probe.clone();
-        let topic = self.settings.topic.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(Some(&topic), ADMIN_TIMEOUT).map(|m| {
-                m.topics()
-                    .iter()
-                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            })
-        })
-        .await
-        .map_err(|e| BusError::Unavailable(e.to_string()))?
-        .map_err(unavailable)?;
-        if found {
-            Ok(())
-        } else {
-            Err(BusError::Unavailable(format!("topic {} does not exist", self.settings.topic)))
-        }
+        topic_ready(&self.probe, &self.settings.topic).await
     }
 
     fn spans_nodes(&self) -> bool {
@@ -197,32 +184,45 @@ struct Reader {
     letters: Arc<dyn DeadLetters>,
     /// Writes to `<topic>.dlt` (a producer of its own: the relay's may be discarded).
     producer: FutureProducer,
+    /// Asks the broker whether the topic is there.
+    probe: Arc<FutureProducer>,
 }
 
 impl Reader {
-    async fn run(self, consumer: StreamConsumer, stop: CancellationToken) {
-        let mut failing = false;
-        loop {
-            let next = tokio::select! {
+    /// Reads from `start` on. When reading fails (broker gone) the partition is let go, so the
+    /// consumer sends no fetch until the topic is back (librdkafka mishandles the answers of a
+    /// broker that returned without it); then reading resumes after the last record read.
+    async fn run(self, consumer: StreamConsumer, start: Option<i64>, stop: CancellationToken) {
+        let mut next = start;
+        'reading: loop {
+            let message = tokio::select! {
                 m = consumer.recv() => m,
                 _ = stop.cancelled() => break,
             };
-            match next {
+            match message {
                 Ok(message) => {
-                    if failing {
-                        tracing::info!("reading the event topic again");
-                        failing = false;
-                    }
+                    next = Some(message.offset() + 1);
                     self.handle(&message).await;
                 }
                 Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "cannot read the event topic; retrying (events come from the database meanwhile)");
-                        failing = true;
+                    tracing::warn!(error = %e, "cannot read the event topic; waiting for it (events come from the database meanwhile)");
+                    if let Err(e) = consumer.unassign() {
+                        tracing::debug!(error = %e, "cannot let the partition go");
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = stop.cancelled() => break,
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = stop.cancelled() => break 'reading,
+                        }
+                        if ensure_topic(&self.settings).await.is_ok()
+                            && topic_ready(&self.probe, &self.settings.topic).await.is_ok()
+                        {
+                            break;
+                        }
+                    }
+                    match assign(&consumer, &self.settings.topic, next) {
+                        Ok(()) => tracing::info!(from = ?next, "reading the event topic again"),
+                        Err(e) => tracing::warn!(error = %e, "cannot read the event topic again"),
                     }
                 }
             }
@@ -288,13 +288,7 @@ fn client_config(settings: &KafkaSettings) -> rdkafka::ClientConfig {
         // Back within a second of a broker's return (librdkafka's default backs off up to 10 s),
         // and notice a recreated topic soon.
         .set("reconnect.backoff.max.ms", "1000")
-        .set("topic.metadata.refresh.interval.ms", "10000")
-        // The protocol of Kafka 2.6 (Fetch v11, Produce v8: all Herald needs). librdkafka 2.10
-        // and 2.12 crash (SIGSEGV, a NULL topic name in rd_kafka_metadata_update_op) on the
-        // leader hints that flexible Fetch responses (v12+) may carry, as a broker that came back
-        // without its topics sends them. Overridable through kafka_properties.
-        .set("api.version.request", "false")
-        .set("broker.version.fallback", "2.6.0");
+        .set("topic.metadata.refresh.interval.ms", "10000");
     for (name, value) in &settings.properties {
         config.set(name, value);
     }
@@ -373,6 +367,33 @@ async fn ensure_topic(settings: &KafkaSettings) -> Result<(), BusError> {
 
 fn dead_letter_topic(settings: &KafkaSettings) -> String {
     format!("{}.dlt", settings.topic)
+}
+
+/// Reads partition 0 from `next` (the beginning when unknown; a position the topic no longer
+/// has resets to its beginning).
+fn assign(consumer: &StreamConsumer, topic: &str, next: Option<i64>) -> Result<(), KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, next.map_or(Offset::Beginning, Offset::Offset))?;
+    consumer.assign(&assignment)
+}
+
+/// Whether the broker answers and has the topic with its partition.
+async fn topic_ready(probe: &Arc<FutureProducer>, topic: &str) -> Result<(), BusError> {
+    let (probe, topic) = (probe.clone(), topic.to_owned());
+    let name = topic.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        probe.client().fetch_metadata(Some(&topic), ADMIN_TIMEOUT).map(|m| {
+            m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+    })
+    .await
+    .map_err(|e| BusError::Unavailable(e.to_string()))?
+    .map_err(unavailable)?;
+    if found {
+        Ok(())
+    } else {
+        Err(BusError::Unavailable(format!("topic {name} does not exist")))
+    }
 }
 
 fn unavailable(e: KafkaError) -> BusError {
