@@ -17,7 +17,7 @@ use crate::tasks::{feed, housekeeping, relay, scheduler};
 use crate::{http, net};
 use herald_bus::{EventBus, MemoryBus};
 use herald_domain::{demo_users, SystemClock, Timestamp};
-use herald_store::{Store, StoreError};
+use herald_store::{ListFilter, Store, StoreError};
 use herald_store_postgres::PoolSettings;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,6 +136,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let head = store.event_range().await?.last;
     let metrics = Arc::new(Metrics::default());
     let hub = Arc::new(Hub::new(hub_config(&config), head, metrics.clone()));
+    // Read after the head: what was live at the head is in it (a broadcast activated since is
+    // dispatched later as well, which is harmless).
+    let active = store.list_broadcasts(ListFilter::Active, None, Hub::LIVE_PAGE).await?;
+    if active.len() < Hub::LIVE_PAGE as usize {
+        hub.track_live(active);
+    }
     let node_id = config.node_id.clone().unwrap_or_else(|| default_node_id(addr));
     let bus = open_bus(&config, &node_id, mark.bus_offset, &store, &metrics).await?;
     let (recorder, recorder_rx) = Recorder::new(1_024);
@@ -267,7 +273,8 @@ fn spawn_background(
     let recording = {
         let (recorder, metrics) = (state.recorder.clone(), state.metrics.clone());
         let (flush, stop) = (config.delivery_flush_interval, recorder_stop.clone());
-        tokio::spawn(async move { recorder.run(recorder_rx, store, flush, metrics, stop).await })
+        let backlog = state.hub.backlog();
+        tokio::spawn(async move { recorder.run(recorder_rx, store, flush, metrics, backlog, stop).await })
     };
     Background { tasks, tasks_stop, recording, recorder_stop }
 }

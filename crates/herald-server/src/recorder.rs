@@ -3,6 +3,7 @@
 
 use crate::metrics::Metrics;
 use crate::report::Chain;
+use crate::stream::backlog::{Backlog, MAX_DEFER};
 use herald_store::{DeliveryMark, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,12 +52,15 @@ impl Recorder {
         self.pending.load(Ordering::Relaxed)
     }
 
+    /// Writes the marks it is given in batches; a batch waits (at most [`MAX_DEFER`]) while the
+    /// stream writers have frames queued, so deliveries never wait behind their records.
     pub async fn run(
         &self,
         mut rx: mpsc::Receiver<Vec<DeliveryMark>>,
         store: Arc<dyn Store>,
         flush_interval: Duration,
         metrics: Arc<Metrics>,
+        backlog: Arc<Backlog>,
         shutdown: CancellationToken,
     ) {
         let mut buf: Vec<DeliveryMark> = Vec::new();
@@ -78,12 +82,12 @@ impl Recorder {
                     _ = shutdown.cancelled() => break,
                 }
             }
-            self.write(&store, &mut buf, &metrics, &shutdown).await;
+            self.write(&store, &mut buf, &metrics, &backlog, &shutdown).await;
         }
         while let Ok(more) = rx.try_recv() {
             buf.extend(more);
         }
-        self.write(&store, &mut buf, &metrics, &shutdown).await;
+        self.write(&store, &mut buf, &metrics, &backlog, &shutdown).await;
     }
 
     /// Writes `buf` (retrying while the database is down, unless shutting down) and clears it.
@@ -92,6 +96,7 @@ impl Recorder {
         store: &Arc<dyn Store>,
         buf: &mut Vec<DeliveryMark>,
         metrics: &Metrics,
+        backlog: &Backlog,
         shutdown: &CancellationToken,
     ) {
         if buf.is_empty() {
@@ -100,7 +105,7 @@ impl Recorder {
         let taken = buf.len() as u64;
         let marks = dedupe(std::mem::take(buf));
         let span = tracing::debug_span!("recorder batch", marks = taken, rows = marks.len());
-        self.write_chunks(store, &marks, metrics, shutdown).instrument(span).await;
+        self.write_chunks(store, &marks, metrics, backlog, shutdown).instrument(span).await;
         self.pending.fetch_sub(taken, Ordering::Relaxed);
     }
 
@@ -109,9 +114,14 @@ impl Recorder {
         store: &Arc<dyn Store>,
         marks: &[DeliveryMark],
         metrics: &Metrics,
+        backlog: &Backlog,
         shutdown: &CancellationToken,
     ) {
+        let defer_until = Instant::now() + MAX_DEFER;
         for chunk in marks.chunks(MARKS_PER_TRANSACTION) {
+            if !shutdown.is_cancelled() {
+                backlog.drained(defer_until).await;
+            }
             let mut attempt = 0u32;
             loop {
                 match store.record_deliveries(chunk).await {

@@ -1,7 +1,7 @@
 //! PostgreSQL's side of the [`Dialect`]: many writers (an outbox the relay moves into the log),
 //! row locks, arrays and its JSON functions.
 
-use herald_domain::{TargetType, Timestamp};
+use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
 use sqlx::PgConnection;
@@ -38,18 +38,6 @@ impl Dialect for Postgres {
             .execute(self.writer())
             .await?;
         Ok(())
-    }
-
-    async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let added: Option<String> = sqlx::query_scalar(
-            "INSERT INTO users (user_id, created_at, updated_at) VALUES ($1, $2, $2) \
-             ON CONFLICT DO NOTHING RETURNING user_id",
-        )
-        .bind(id)
-        .bind(now.millis())
-        .fetch_optional(self.writer())
-        .await?;
-        Ok(added.is_some())
     }
 
     async fn index_targets(_: &mut PgConnection, _: i64, _: &str) -> StoreResult<()> {

@@ -2,7 +2,7 @@
 //! differently. Everything else (the statements, the row mapping, the write paths and their
 //! decisions) is written once in this crate.
 
-use herald_domain::{TargetType, Timestamp};
+use herald_domain::TargetType;
 use herald_store::{Disconnect, Signals, StoreResult};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Database, Pool, Transaction};
@@ -70,9 +70,6 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// Tells every node's [`Signals::disconnect`] to close a stream: PostgreSQL through `NOTIFY`,
     /// SQLite (one node) directly.
     fn announce_disconnect(&self, request: &Disconnect) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Adds a bare user row unless one exists; whether this call added it. SQLite inserts the
-    /// users of a burst of first connects in one transaction (group commit).
-    fn insert_bare_user(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Whatever else a new broadcast's target ids need besides the column (SQLite indexes them in
     /// a table of their own, PostgreSQL in a GIN index of the array).
     fn index_targets(

@@ -12,6 +12,7 @@
 mod broadcasts;
 mod cluster;
 mod dialect;
+mod gather;
 mod log;
 mod messages;
 mod rows;

@@ -1,6 +1,7 @@
 //! [`SqlStore`]: the [`Store`] a backend gets by handing its [`Dialect`] over.
 
 use crate::dialect::Dialect;
+use crate::gather::Gather;
 use async_trait::async_trait;
 use herald_domain::{Broadcast, Event, EventBody, NewBroadcast, Timestamp, User, UserId};
 use herald_store::{
@@ -11,11 +12,13 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 pub struct SqlStore<D> {
     pub(crate) d: D,
+    /// Directory lookups of stream connects, answered together.
+    pub(crate) connecting: Gather<UserId, User>,
 }
 
 impl<D: Dialect> SqlStore<D> {
     pub fn new(dialect: D) -> Self {
-        Self { d: dialect }
+        Self { d: dialect, connecting: Gather::default() }
     }
 
     pub fn dialect(&self) -> &D {
@@ -65,7 +68,7 @@ where
     }
 
     async fn ensure_user(&self, id: &UserId, now: Timestamp) -> StoreResult<User> {
-        self.ensure_user_row(id, now).await
+        self.connecting.call(id.clone(), |ids| self.ensure_user_rows(ids, now)).await
     }
 
     async fn seed_users(&self, users: &[User], now: Timestamp) -> StoreResult<usize> {

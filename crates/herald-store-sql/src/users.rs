@@ -6,7 +6,7 @@ use crate::store::SqlStore;
 use herald_domain::{command, Timestamp, User, UserId};
 use herald_store::{StoreError, StoreResult};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -76,15 +76,36 @@ where
         }
     }
 
-    pub(crate) async fn ensure_user_row(&self, id: &UserId, now: Timestamp) -> StoreResult<User> {
-        if let Some(user) = self.load_users(&[id.to_string()]).await?.pop() {
-            return Ok(user);
+    /// Each user as the directory has it, in the order given, adding the ones it does not know
+    /// yet with no roles or products: one lookup and at most one insert for all of them.
+    pub(crate) async fn ensure_user_rows(&self, ids: Vec<UserId>, now: Timestamp) -> StoreResult<Vec<User>> {
+        let names: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let mut known: HashMap<String, User> =
+            self.load_users(&names).await?.into_iter().map(|u| (u.user_id.to_string(), u)).collect();
+        let missing: BTreeSet<&str> =
+            names.iter().map(String::as_str).filter(|n| !known.contains_key(*n)).collect();
+        if !missing.is_empty() {
+            let list = serde_json::to_string(&missing).map_err(StoreError::backend)?;
+            let sql = format!(
+                "INSERT INTO users (user_id, created_at, updated_at) SELECT n.value, $2, $2 FROM {} \
+                 WHERE true ON CONFLICT DO NOTHING RETURNING user_id",
+                D::json_text_rows(1, "n")
+            );
+            let added: Vec<String> = sqlx::query_scalar::<D::DB, String>(&sql)
+                .bind(list)
+                .bind(now.millis())
+                .fetch_all(self.d.writer())
+                .await?;
+            if added.len() < missing.len() {
+                // Some were added meanwhile (by an import, say): read what was written.
+                let raced: Vec<String> = missing.iter().map(|n| (*n).to_owned()).collect();
+                known.extend(self.load_users(&raced).await?.into_iter().map(|u| (u.user_id.to_string(), u)));
+            }
         }
-        if self.d.insert_bare_user(id.as_str(), now).await? {
-            return Ok(User::bare(id.clone()));
-        }
-        // Inserted meanwhile by another connect: read what it wrote.
-        self.profile(id.as_str()).await
+        Ok(ids
+            .into_iter()
+            .map(|id| known.get(id.as_str()).cloned().unwrap_or_else(|| User::bare(id)))
+            .collect())
     }
 
     async fn upsert_user(

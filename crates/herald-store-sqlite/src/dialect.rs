@@ -1,15 +1,13 @@
 //! SQLite's side of the [`Dialect`]: one writer, positions at write, `json_each`, and the target
 //! ids of a broadcast in a table of their own.
 
-use crate::joiner::UserJoiner;
-use herald_domain::{TargetType, Timestamp};
+use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
 use sqlx::SqliteConnection;
 
 pub struct Sqlite {
     pub(crate) connections: Connections<sqlx::Sqlite>,
-    pub(crate) new_users: UserJoiner,
 }
 
 impl Dialect for Sqlite {
@@ -26,10 +24,6 @@ impl Dialect for Sqlite {
     async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {
         let _ = self.signals().disconnect.send(request.clone());
         Ok(())
-    }
-
-    async fn insert_bare_user(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        self.new_users.insert_bare(self.writer(), id, now).await
     }
 
     async fn index_targets(

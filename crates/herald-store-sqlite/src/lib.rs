@@ -8,7 +8,6 @@
 //! holds only what SQLite does its own way.
 
 mod dialect;
-mod joiner;
 mod legacy;
 
 pub use dialect::Sqlite;
@@ -66,7 +65,7 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         tracing::info!(events = moved, "moved events left in the outbox into the log");
     }
     let connections = Connections { read, write, signals: Default::default() };
-    Ok(SqlStore::new(Sqlite { connections, new_users: Default::default() }))
+    Ok(SqlStore::new(Sqlite { connections }))
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ impl CatchUp {
         let mut steps = VecDeque::new();
         match replay {
             Replay::Fresh => steps.push_back(pending(svc, &user, head).await?),
+            Replay::NothingPending => {}
             Replay::Window { after, gone } => steps.push_back(Step::Window { cursor: after, head, gone }),
             Replay::Store { after } => {
                 let range = svc.store.event_range().await?;

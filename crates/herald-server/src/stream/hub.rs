@@ -6,11 +6,12 @@
 //! every later event on its queue: nothing is missed and nothing is sent twice. The lock is never
 //! held across an `.await`; dispatch only does `try_send` of shared frames under it.
 
+use super::backlog::Backlog;
 use super::frame;
 use super::window::{Logged, Window};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use herald_domain::{Event, EventBody, Timestamp, User};
+use herald_domain::{Broadcast, Event, EventBody, Timestamp, User};
 use herald_store::DeliveryMark;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,13 +56,20 @@ struct Registry {
     total: usize,
     accepting: bool,
     window: Window,
+    /// Every broadcast that may be live at `head` (a superset), when known: a fresh stream whose
+    /// user none of them addresses has no pending message, and skips the store.
+    live: Option<HashMap<i64, Broadcast>>,
 }
+
+/// Live broadcasts the hub keeps track of at most; with more, every fresh stream asks the store.
+const MAX_LIVE_TRACKED: usize = 256;
 
 pub struct Hub {
     registry: Mutex<Registry>,
     config: HubConfig,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    backlog: Arc<Backlog>,
 }
 
 /// Where a registering stream resumes from.
@@ -69,6 +77,8 @@ pub struct Hub {
 pub enum Replay {
     /// No `Last-Event-ID`: send the pending messages.
     Fresh,
+    /// No `Last-Event-ID`, and no live broadcast addresses the user: nothing is pending.
+    NothingPending,
     /// The window holds every event after the client's position `after`; `gone` lists the
     /// broadcasts it removes or the user reads later on (their messages are not replayed).
     Window { after: i64, gone: HashSet<i64> },
@@ -80,6 +90,8 @@ pub enum Replay {
 
 pub struct Registration {
     pub rx: mpsc::Receiver<Out>,
+    /// Told how many frames the stream's writer takes off `rx`.
+    pub backlog: Arc<Backlog>,
     pub head: i64,
     pub replay: Replay,
     pub guard: ConnGuard,
@@ -114,10 +126,18 @@ impl Hub {
     pub fn new(config: HubConfig, head: i64, metrics: Arc<Metrics>) -> Self {
         let window = Window::new(config.window_entries, config.window_bytes);
         Self {
-            registry: Mutex::new(Registry { head, users: HashMap::new(), total: 0, accepting: true, window }),
+            registry: Mutex::new(Registry {
+                head,
+                users: HashMap::new(),
+                total: 0,
+                accepting: true,
+                window,
+                live: None,
+            }),
             config,
             next_id: AtomicU64::new(1),
             metrics,
+            backlog: Arc::default(),
         }
     }
 
@@ -127,8 +147,25 @@ impl Hub {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Frames queued on this node's streams and not yet taken by their writers.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
+    }
+
     pub fn head(&self) -> i64 {
         self.lock().head
+    }
+
+    /// How many active broadcasts to read to start tracking them: one more than it tracks.
+    pub const LIVE_PAGE: u32 = MAX_LIVE_TRACKED as u32 + 1;
+
+    /// Starts tracking live broadcasts from `active`: every broadcast active in the store, read
+    /// after the head this hub started from (and before any dispatch). Until then, and with more
+    /// than [`MAX_LIVE_TRACKED`], every fresh stream asks the store for its pending messages.
+    pub fn track_live(&self, active: Vec<Broadcast>) {
+        let live: HashMap<i64, Broadcast> =
+            active.into_iter().filter(|b| !b.fire_and_forget).map(|b| (b.id, b)).collect();
+        self.lock().live = (live.len() <= MAX_LIVE_TRACKED).then_some(live);
     }
 
     pub fn register(
@@ -152,6 +189,7 @@ impl Hub {
         }
         let head = reg.head;
         let replay = match last_event_id {
+            None if !may_have_pending(&mut reg.live, &profile) => Replay::NothingPending,
             None => Replay::Fresh,
             Some(n) if n > head => Replay::Unknown,
             Some(n) => match reg.window.range(n, head) {
@@ -172,6 +210,7 @@ impl Hub {
         Metrics::inc(&self.metrics.streams_opened_total);
         Admission::Accepted(Registration {
             rx,
+            backlog: self.backlog.clone(),
             head,
             replay,
             guard: ConnGuard { hub: self.clone(), user, id },
@@ -209,7 +248,9 @@ impl Hub {
         }
         reg.head = event.seq;
         reg.window.push(Logged { event: event.clone(), frame: frame.clone() });
+        track(&mut reg.live, &event.body, now);
         let mut dead = Vec::new();
+        let mut queued = 0;
         match &event.body {
             EventBody::UserChanged { user, deleted } => {
                 if let Some(slot) = reg.users.get_mut(user.user_id.as_str()) {
@@ -220,7 +261,7 @@ impl Hub {
                 let frame = frame.unwrap_or_default();
                 let logoff = broadcast.is_force_logoff();
                 for_each_recipient(&mut reg, &event.body, |slot| {
-                    if send_all(slot, &frame, logoff, &mut dead) {
+                    if send_all(slot, &frame, logoff, &mut dead, &mut queued) {
                         marks.push(DeliveryMark {
                             broadcast_id: broadcast.id,
                             user_id: slot.user.clone(),
@@ -234,10 +275,11 @@ impl Hub {
             EventBody::MessageRemoved { .. } | EventBody::ReadReceipt { .. } => {
                 let frame = frame.unwrap_or_default();
                 for_each_recipient(&mut reg, &event.body, |slot| {
-                    send_all(slot, &frame, false, &mut dead);
+                    send_all(slot, &frame, false, &mut dead, &mut queued);
                 });
             }
         }
+        self.backlog.queued(queued);
         let slow = self.drop_conns(&mut reg, dead);
         drop(reg);
         Metrics::inc(&self.metrics.events_dispatched_total);
@@ -249,10 +291,11 @@ impl Hub {
     /// Queues `frame` on every stream (heartbeats); a stream that cannot take it is closed.
     pub fn send_to_all(&self, frame: &Bytes) {
         let mut reg = self.lock();
-        let mut dead = Vec::new();
+        let (mut dead, mut queued) = (Vec::new(), 0);
         for slot in reg.users.values_mut() {
-            send_all(slot, frame, false, &mut dead);
+            send_all(slot, frame, false, &mut dead, &mut queued);
         }
+        self.backlog.queued(queued);
         let slow = self.drop_conns(&mut reg, dead);
         Metrics::add(&self.metrics.streams_closed_slow_total, slow);
     }
@@ -300,9 +343,11 @@ impl Hub {
         reg.accepting = false;
         let mut n = 0;
         for conn in reg.users.values().flat_map(|s| s.conns.iter()) {
-            let sent =
-                conn.tx.try_send(Out::Frame(frame.clone())).is_ok() && conn.tx.try_send(Out::Close).is_ok();
-            if !sent {
+            let queued = conn.tx.try_send(Out::Frame(frame.clone())).is_ok();
+            if queued {
+                self.backlog.queued(1);
+            }
+            if !(queued && conn.tx.try_send(Out::Close).is_ok()) {
                 conn.kill.cancel();
             }
             n += 1;
@@ -319,6 +364,32 @@ impl Hub {
     pub fn is_connected(&self, user: &str) -> bool {
         self.lock().users.contains_key(user)
     }
+}
+
+/// Keeps the live set up to date with a dispatched event.
+fn track(live: &mut Option<HashMap<i64, Broadcast>>, body: &EventBody, now: Timestamp) {
+    let Some(map) = live else { return };
+    match body {
+        EventBody::Message { broadcast } if broadcast.is_live_at(now) && !broadcast.fire_and_forget => {
+            map.insert(broadcast.id, broadcast.clone());
+            if map.len() > MAX_LIVE_TRACKED {
+                *live = None;
+            }
+        }
+        EventBody::MessageRemoved { broadcast_id, .. } => {
+            map.remove(broadcast_id);
+        }
+        _ => {}
+    }
+}
+
+/// Whether a live broadcast addresses `user` (true when the live set is not known). Drops the
+/// broadcasts that expired.
+fn may_have_pending(live: &mut Option<HashMap<i64, Broadcast>>, user: &User) -> bool {
+    let Some(map) = live else { return true };
+    let now = Timestamp::now();
+    map.retain(|_, b| b.expires_at.is_none_or(|e| e > now));
+    map.values().any(|b| b.target.includes(user))
 }
 
 /// The broadcasts that `entries` remove, or that `user` reads.
@@ -367,13 +438,21 @@ fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&m
 }
 
 /// Queues `frame` (then `Close` when `close_after`) on each of the slot's streams; a stream whose
-/// queue is full or gone is listed in `dead`. Returns whether any stream took the frame.
-fn send_all(slot: &mut Slot, frame: &Bytes, close_after: bool, dead: &mut Vec<(Arc<str>, u64)>) -> bool {
+/// queue is full or gone is listed in `dead`; `queued` counts the frames queued. Returns whether
+/// any stream took the frame.
+fn send_all(
+    slot: &mut Slot,
+    frame: &Bytes,
+    close_after: bool,
+    dead: &mut Vec<(Arc<str>, u64)>,
+    queued: &mut usize,
+) -> bool {
     let mut any = false;
     for conn in &slot.conns {
         match conn.tx.try_send(Out::Frame(frame.clone())) {
             Ok(()) => {
                 any = true;
+                *queued += 1;
                 if close_after && conn.tx.try_send(Out::Close).is_err() {
                     conn.kill.cancel();
                 }
