@@ -7,6 +7,7 @@ use super::catch_up::CatchUpStream;
 use super::frame;
 use super::hub::{ConnGuard, Out};
 use super::presence::SessionGuard;
+use super::queue;
 use crate::limits::ConnSlot;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -15,7 +16,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 /// The response body of an open stream: the catch-up bytes, then queued frames until `Close`,
@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 pub(super) struct SseStream {
     pub(super) first: Option<Bytes>,
     pub(super) catch_up: Option<CatchUpStream>,
-    pub(super) rx: mpsc::Receiver<Out>,
+    pub(super) rx: queue::Receiver<Out>,
     pub(super) backlog: Arc<Backlog>,
     pub(super) expiry: Option<Pin<Box<Sleep>>>,
     pub(super) _guard: ConnGuard,

@@ -8,6 +8,7 @@
 
 use super::backlog::Backlog;
 use super::frame;
+use super::queue;
 use super::window::{Logged, Window};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -16,7 +17,6 @@ use herald_store::DeliveryMark;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// What a stream's queue carries: a frame to write, or the instruction to end after the frames
@@ -39,7 +39,7 @@ pub struct HubConfig {
 struct Conn {
     id: u64,
     connection_id: Arc<str>,
-    tx: mpsc::Sender<Out>,
+    tx: queue::Sender<Out>,
     /// Closes the stream's TCP connection at once (a stuck client may never read another byte).
     kill: CancellationToken,
 }
@@ -89,7 +89,7 @@ pub enum Replay {
 }
 
 pub struct Registration {
-    pub rx: mpsc::Receiver<Out>,
+    pub rx: queue::Receiver<Out>,
     /// Told how many frames the stream's writer takes off `rx`.
     pub backlog: Arc<Backlog>,
     pub head: i64,
@@ -197,7 +197,7 @@ impl Hub {
                 None => Replay::Store { after: n },
             },
         };
-        let (tx, rx) = mpsc::channel(self.config.queue);
+        let (tx, rx) = queue::channel(self.config.queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = reg.users.entry(user.clone()).or_insert_with(|| Slot {
             user: user.clone(),

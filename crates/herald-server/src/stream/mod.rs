@@ -9,6 +9,7 @@ pub mod frame;
 mod hub;
 mod open;
 mod presence;
+mod queue;
 mod service;
 mod window;
 

@@ -316,10 +316,15 @@ async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let inbox = app.get_json("/api/user/messages?userId=user-001").await;
-    assert_eq!(inbox[0]["broadcastId"], b);
+    // A stream opened now has the broadcast the new role brings pending.
+    let mut again = app.online("user-001").await;
     let live = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
     s.expect_message(live).await;
+    let other = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["NOBODY"]})).await);
+    let marker = id_of(&app.publish(json!({"content": "marker"})).await);
+    assert_eq!(messages_until(&mut again, marker).await, BTreeSet::from([b, live]), "not {other}");
+    let inbox = app.get_json("/api/user/messages?userId=user-001").await;
+    assert!(inbox.as_array().unwrap().iter().any(|m| m["broadcastId"] == b), "{inbox}");
     app.stop().await;
 }
 

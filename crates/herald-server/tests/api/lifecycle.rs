@@ -127,7 +127,35 @@ async fn overdue_work_runs_at_once_after_a_restart(backend: Backend) {
     app.stop().await;
 }
 
+/// A node learns which broadcasts are live when it starts; a user nobody has seen before still
+/// gets what was published to it before the restart, and nothing that was cancelled.
+async fn broadcasts_live_before_a_restart_are_pending_for_users_first_seen_after_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let all = id_of(&app.publish(json!({"content": "to everyone"})).await);
+    let selected = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["newcomer-1"]})).await);
+    let cancelled = id_of(&app.publish(json!({"content": "withdrawn"})).await);
+    let r = app.client.delete(app.url(&format!("/api/admin/broadcasts/{cancelled}"))).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let app = app.restart_after(|| true).await;
+    let mut first = app.online("newcomer-1").await;
+    let mut second = app.online("newcomer-2").await;
+    let marker = id_of(&app.publish(json!({"content": "marker"})).await);
+    for (stream, expected) in [(&mut first, vec![all, selected]), (&mut second, vec![all])] {
+        let mut got = Vec::new();
+        loop {
+            let id = stream.expect("MESSAGE").await.broadcast_id();
+            if id == marker {
+                break;
+            }
+            got.push(id);
+        }
+        assert_eq!(got, expected, "{cancelled} was cancelled");
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    broadcasts_live_before_a_restart_are_pending_for_users_first_seen_after_it,
     a_cancelled_broadcast_is_removed_live_and_never_replayed,
     an_expired_broadcast_is_removed_within_a_second_and_never_delivered_again,
     a_scheduled_broadcast_arrives_within_a_second_of_its_time_and_not_before,
