@@ -35,26 +35,42 @@ impl<K: Clone, V> Gather<K, V> {
     {
         let (tx, mut rx) = oneshot::channel();
         self.lock_queue().push((key.clone(), tx));
-        {
-            let _turn = self.turn.lock().await;
-            if let Ok(answer) = rx.try_recv() {
-                return answer;
-            }
-            let batch = {
-                let mut queue = self.lock_queue();
-                let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect::<Vec<_>>()
-            };
-            if !batch.is_empty() {
-                let keys = batch.iter().map(|(k, _)| k.clone()).collect();
-                let answers = run(keys).await;
-                answer(batch, answers);
-            }
+        // Answered by someone else's turn, or take a turn: never wait for a turn once answered.
+        let turn = tokio::select! {
+            biased;
+            answer = &mut rx => return match answer {
+                Ok(answer) => answer,
+                Err(_) => Self::alone(key, &run).await,
+            },
+            turn = self.turn.lock() => turn,
+        };
+        if let Ok(answer) = rx.try_recv() {
+            return answer;
         }
+        let batch = {
+            let mut queue = self.lock_queue();
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).collect::<Vec<_>>()
+        };
+        if !batch.is_empty() {
+            let keys = batch.iter().map(|(k, _)| k.clone()).collect();
+            let answers = run(keys).await;
+            answer(batch, answers);
+        }
+        drop(turn);
         match rx.await {
             Ok(answer) => answer,
-            Err(_) => run(vec![key]).await?.pop().ok_or_else(|| StoreError::unavailable(Abandoned)),
+            Err(_) => Self::alone(key, &run).await,
         }
+    }
+
+    /// The batch this key was in was abandoned (the caller running it went away).
+    async fn alone<F, Fut>(key: K, run: &F) -> StoreResult<V>
+    where
+        F: Fn(Vec<K>) -> Fut,
+        Fut: Future<Output = StoreResult<Vec<V>>>,
+    {
+        run(vec![key]).await?.pop().ok_or_else(|| StoreError::unavailable(Abandoned))
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Waiter<K, V>>> {
