@@ -5,7 +5,7 @@
 use herald_domain::{
     BroadcastStatus, CreateBroadcastRequest, EventBody, NewBroadcast, Timestamp, User, UserId,
 };
-use herald_store::{DeliveryMark, Store};
+use herald_store::{DeliveryMark, Store, StoreResult};
 use herald_store_postgres::PoolSettings;
 mod audience;
 
@@ -195,6 +195,72 @@ pub async fn seeding_is_idempotent_and_keeps_edits(backend: Backend) {
         "seeding does not overwrite an edited user"
     );
     assert_eq!(store.user_ids().await.unwrap().len(), 10);
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// Pending lookups that arrive together are answered together; each still gets exactly its own
+/// user's messages up to its own position.
+pub async fn a_burst_of_pending_lookups_answers_each_its_own(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    store.put_user(&user("auditor", &["AUDITOR"]), now).await.unwrap();
+    store.put_user(&user("plain", &[]), now).await.unwrap();
+    let all = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
+    let role = store
+        .create_broadcast(
+            &draft(now, |r| {
+                r.target_type = Some("ROLE".into());
+                r.target_ids = Some(vec!["auditor".into()]);
+            }),
+            now,
+        )
+        .await
+        .unwrap();
+    let selected = store
+        .create_broadcast(
+            &draft(now, |r| {
+                r.target_type = Some("SELECTED".into());
+                r.target_ids = Some(vec!["plain".into()]);
+            }),
+            now,
+        )
+        .await
+        .unwrap();
+    let logged = store.relay_batch(0, 10).await.unwrap();
+    let at = |id: i64| logged.iter().find(|e| e.body.broadcast_id() == Some(id)).unwrap().seq;
+    let mark = DeliveryMark { broadcast_id: all.id, user_id: "plain".into(), at: now, read: false };
+    store.record_deliveries(&[mark]).await.unwrap();
+    let head = at(selected.id);
+    let keys: Vec<(&str, i64)> = vec![
+        ("auditor", head),
+        ("plain", head),
+        ("stranger", head),
+        ("auditor", at(all.id)),
+        ("auditor", head),
+        ("plain", at(role.id)),
+    ];
+    let calls = keys.iter().map(|(u, h)| {
+        let store = store.clone();
+        async move { store.pending_ids(u, *h, now).await }
+    });
+    let got = futures::future::join_all(calls).await;
+    let ids =
+        |r: &StoreResult<Vec<(i64, i64)>>| r.as_ref().unwrap().iter().map(|(_, id)| *id).collect::<Vec<_>>();
+    let expected: Vec<Vec<i64>> = vec![
+        vec![all.id, role.id],
+        vec![selected.id],
+        vec![all.id],
+        vec![all.id],
+        vec![all.id, role.id],
+        vec![],
+    ];
+    assert_eq!(got.iter().map(ids).collect::<Vec<_>>(), expected);
+    for ((u, h), want) in keys.iter().zip(&expected) {
+        let alone = store.pending_ids(u, *h, now).await;
+        assert_eq!(&ids(&alone), want, "{u} at {h} alone");
+    }
     store.close().await;
     db.drop_database().await;
 }

@@ -85,14 +85,14 @@ impl Dialect for Postgres {
         format!("translate({expr}, '{UPPER}', '{LOWER}')")
     }
 
-    fn targets_user(n: usize) -> String {
+    fn targets_user(user: &str) -> String {
         format!(
             "(b.target_type = 'ALL' \
-              OR (b.target_type = 'SELECTED' AND ${n} = ANY (b.target_ids)) \
+              OR (b.target_type = 'SELECTED' AND {user} = ANY (b.target_ids)) \
               OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM user_roles r, unnest(b.target_ids) AS t(name) \
-                    WHERE r.user_id = ${n} AND {role} = {name})) \
+                    WHERE r.user_id = {user} AND {role} = {name})) \
               OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM user_products p, unnest(b.target_ids) AS t(name) \
-                    WHERE p.user_id = ${n} AND {product} = {name})))",
+                    WHERE p.user_id = {user} AND {product} = {name})))",
             role = Self::fold("r.role"),
             product = Self::fold("p.product"),
             name = Self::fold("t.name"),

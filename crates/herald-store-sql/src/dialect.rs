@@ -115,8 +115,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The text `expr` with the letters A–Z lowered and nothing else changed: role and product
     /// names compare by it (`herald_domain::same_name`).
     fn fold(expr: &str) -> String;
-    /// A condition: broadcast `b` targets the user whose id is bound as `$n`.
-    fn targets_user(n: usize) -> String;
+    /// A condition: broadcast `b` targets the user whose id is the SQL expression `user` (`$1`, a
+    /// column).
+    fn targets_user(user: &str) -> String;
     /// `SELECT bid, user_id`: the audience of each broadcast of type `t` whose id is in the JSON
     /// array bound as `$n`.
     fn audience(t: TargetType, n: usize) -> String;

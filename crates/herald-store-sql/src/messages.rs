@@ -6,6 +6,7 @@ use crate::store::SqlStore;
 use herald_domain::{command, Broadcast, Delivery, Timestamp, User};
 use herald_store::{DeliveryMark, InboxItem, StoreError, StoreResult};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// At most this many pending messages are sent on one connect (the newest); older ones stay in
 /// the inbox.
@@ -34,7 +35,7 @@ where
         format!(
             "b.status = 'ACTIVE' AND b.fire_and_forget = FALSE AND (b.expires_at IS NULL OR b.expires_at > $2) \
              AND d.read_at IS NULL AND {}",
-            D::targets_user(1)
+            D::targets_user("$1")
         )
     }
 
@@ -74,28 +75,53 @@ where
             .collect()
     }
 
+    /// The pending ids of each `(user, upto_seq)`, in the order given: one statement per distinct
+    /// position for every user in the batch (connects that arrive together share it).
     pub(crate) async fn pending_rows(
         &self,
-        user: &str,
-        upto_seq: i64,
+        keys: Vec<(String, i64)>,
         now: Timestamp,
-    ) -> StoreResult<Vec<(i64, i64)>> {
+    ) -> StoreResult<Vec<Vec<(i64, i64)>>> {
+        let mut by_head: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        for (user, head) in &keys {
+            by_head.entry(*head).or_default().insert(user.as_str());
+        }
         let sql = format!(
-            "SELECT b.message_seq, b.id FROM {} WHERE {} AND d.delivered_at IS NULL \
-             AND b.message_seq IS NOT NULL AND b.message_seq <= $3 ORDER BY b.message_seq DESC LIMIT $4",
-            Self::inbox_from(),
-            Self::inbox_where()
+            "SELECT uid, seq, bid FROM (\
+               SELECT u.value AS uid, b.message_seq AS seq, b.id AS bid, \
+                 ROW_NUMBER() OVER (PARTITION BY u.value ORDER BY b.message_seq DESC) AS rn \
+               FROM {} JOIN broadcasts b ON {} \
+               LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = u.value \
+               WHERE b.status = 'ACTIVE' AND b.fire_and_forget = FALSE \
+                 AND (b.expires_at IS NULL OR b.expires_at > $2) AND d.read_at IS NULL \
+                 AND d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= $3\
+             ) p WHERE rn <= $4",
+            D::json_text_rows(1, "u"),
+            D::targets_user("u.value")
         );
-        let rows = sqlx::query::<D::DB>(&sql)
-            .bind(user)
-            .bind(now.millis())
-            .bind(upto_seq)
-            .bind(MAX_PENDING)
-            .fetch_all(self.d.reader())
-            .await?;
-        let mut ids = rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect::<StoreResult<Vec<_>>>()?;
-        ids.reverse();
-        Ok(ids)
+        let mut found: HashMap<(String, i64), Vec<(i64, i64)>> = HashMap::new();
+        for (head, users) in by_head {
+            let list = serde_json::to_string(&users).map_err(StoreError::backend)?;
+            let rows = sqlx::query::<D::DB>(&sql)
+                .bind(list)
+                .bind(now.millis())
+                .bind(head)
+                .bind(MAX_PENDING)
+                .fetch_all(self.d.reader())
+                .await?;
+            for row in &rows {
+                let (user, seq, id): (String, i64, i64) = (get(row, 0)?, get(row, 1)?, get(row, 2)?);
+                found.entry((user, head)).or_default().push((seq, id));
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let mut ids = found.get(&key).cloned().unwrap_or_default();
+                ids.sort_unstable();
+                ids
+            })
+            .collect())
     }
 
     pub(crate) async fn live_unread_rows(

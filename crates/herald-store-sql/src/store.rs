@@ -14,11 +14,13 @@ pub struct SqlStore<D> {
     pub(crate) d: D,
     /// Directory lookups of stream connects, answered together.
     pub(crate) connecting: Gather<UserId, User>,
+    /// Pending-message lookups of fresh streams, answered together.
+    pub(crate) pending: Gather<(String, i64), Vec<(i64, i64)>>,
 }
 
 impl<D: Dialect> SqlStore<D> {
     pub fn new(dialect: D) -> Self {
-        Self { d: dialect, connecting: Gather::default() }
+        Self { d: dialect, connecting: Gather::default(), pending: Gather::default() }
     }
 
     pub fn dialect(&self) -> &D {
@@ -145,7 +147,7 @@ where
     }
 
     async fn pending_ids(&self, user: &str, upto_seq: i64, now: Timestamp) -> StoreResult<Vec<(i64, i64)>> {
-        self.pending_rows(user, upto_seq, now).await
+        self.pending.call((user.to_owned(), upto_seq), |keys| self.pending_rows(keys, now)).await
     }
 
     async fn live_unread(&self, user: &str, ids: &[i64], now: Timestamp) -> StoreResult<Vec<Broadcast>> {

@@ -81,17 +81,17 @@ impl Dialect for Sqlite {
         format!("lower({expr})")
     }
 
-    fn targets_user(n: usize) -> String {
+    fn targets_user(user: &str) -> String {
         format!(
             "(b.target_type = 'ALL' \
               OR (b.target_type = 'SELECTED' AND EXISTS (SELECT 1 FROM broadcast_targets t \
-                    WHERE t.broadcast_id = b.id AND t.target_id = ${n})) \
+                    WHERE t.broadcast_id = b.id AND t.target_id = {user})) \
               OR (b.target_type = 'ROLE' AND EXISTS (SELECT 1 FROM broadcast_targets t \
                     JOIN user_roles r ON lower(r.role) = lower(t.target_id) \
-                    WHERE t.broadcast_id = b.id AND r.user_id = ${n})) \
+                    WHERE t.broadcast_id = b.id AND r.user_id = {user})) \
               OR (b.target_type = 'PRODUCT' AND EXISTS (SELECT 1 FROM broadcast_targets t \
                     JOIN user_products p ON lower(p.product) = lower(t.target_id) \
-                    WHERE t.broadcast_id = b.id AND p.user_id = ${n})))"
+                    WHERE t.broadcast_id = b.id AND p.user_id = {user})))"
         )
     }
 
