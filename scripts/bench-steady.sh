@@ -15,13 +15,16 @@ herald=${HERALD:-target/release/herald}
 ulimit -n 20000
 dir=$(mktemp -d)
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
+# A new port every run: the previous run's connections linger in TIME_WAIT on loopback, and
+# connects that hit their address pairs stall for seconds (on either server).
+port=$(( 20000 + RANDOM % 20000 ))
 on_server=() on_client=()
 if [ "$pinned" = 1 ]; then on_server=(taskset -c 0) on_client=(taskset -c 1); fi
 if [ "$what" = herald ]; then
-  "${on_server[@]}" "$herald" serve --database-url "sqlite://$dir/h.db" --listen 127.0.0.1:18301 \
+  "${on_server[@]}" "$herald" serve --database-url "sqlite://$dir/h.db" --listen 127.0.0.1:$port \
     --max-connections 20000 --max-connections-per-ip 20000 \
     --connects-per-ip-per-minute 10000000 --broadcasts-per-admin-per-minute 10000000 >"$dir/server.log" 2>&1 &
-  server=$! url=http://127.0.0.1:18301 mode=herald
+  server=$! url=http://127.0.0.1:$port mode=herald
   until curl -sf "$url/health/ready" >/dev/null; do sleep 0.05; done
   pid=$server
 else
@@ -36,14 +39,14 @@ events { worker_connections 19000; }
 http {
   access_log off;
   server {
-    listen 127.0.0.1:18400 backlog=4096;
+    listen 127.0.0.1:$port backlog=4096;
     location = /sub/bench { nchan_subscriber eventsource; nchan_channel_id bench; }
     location = /pub/bench { nchan_publisher; nchan_channel_id bench; nchan_message_buffer_length 1000; }
   }
 }
 NGINX
   "${on_server[@]}" nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/server.log" 2>&1 &
-  server=$! url=http://127.0.0.1:18400 mode=nchan
+  server=$! url=http://127.0.0.1:$port mode=nchan
   until curl -s -o /dev/null "$url/sub/none"; do sleep 0.05; done
   pid=$(pgrep -P "$server" | head -1)   # the worker process
 fi

@@ -70,6 +70,9 @@ pub struct Hub {
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
+    /// The runtime that writes the streams: dispatch runs there, so its wake-ups of stream tasks
+    /// are local to the threads that run them.
+    dispatch_on: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 /// Where a registering stream resumes from.
@@ -138,6 +141,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             metrics,
             backlog: Arc::default(),
+            dispatch_on: std::sync::OnceLock::new(),
         }
     }
 
@@ -235,6 +239,25 @@ impl Hub {
             reg.users.remove(user);
         }
         reg.total -= removed;
+    }
+
+    /// Dispatches on the stream runtime from now on.
+    pub fn dispatch_on(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.dispatch_on.set(runtime);
+    }
+
+    /// [`Hub::dispatch`], on the stream runtime when there is one.
+    pub async fn dispatch_there(self: &Arc<Self>, event: Arc<Event>) -> Dispatched {
+        match self.dispatch_on.get() {
+            Some(runtime) => {
+                let hub = self.clone();
+                match runtime.spawn(async move { hub.dispatch(event) }).await {
+                    Ok(dispatched) => dispatched,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+            None => self.dispatch(event),
+        }
     }
 
     /// Hands a logged event to every local stream it concerns and appends it to the window.
