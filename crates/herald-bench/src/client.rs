@@ -200,7 +200,14 @@ fn server_name(server: SocketAddr) -> rustls::pki_types::ServerName<'static> {
 async fn connect(server: SocketAddr, local: IpAddr) -> Result<TcpStream, String> {
     let socket = if local.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
         .map_err(|e| format!("socket: {e}"))?;
-    socket.bind(SocketAddr::new(local, 0)).map_err(|e| format!("bind {local}: {e}"))?;
+    // Binding the source address makes the kernel pick the port at bind time, among every port
+    // no socket on that address holds; with tens of thousands of an earlier run's connections in
+    // TIME_WAIT that search cost the load generator seconds of kernel time per run and stalled
+    // the ramp. The address a loopback connect gets anyway is left to connect, which picks a
+    // port free for this server's address only.
+    if local != IpAddr::from([127, 0, 0, 1]) {
+        socket.bind(SocketAddr::new(local, 0)).map_err(|e| format!("bind {local}: {e}"))?;
+    }
     let tcp = socket.connect(server).await.map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     Ok(tcp)

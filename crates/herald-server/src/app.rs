@@ -166,12 +166,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         metrics,
         node_id,
     });
-    let runtime = Arc::new(StreamRuntime::start()?);
-    if let Some(handle) = runtime.handle() {
-        state.hub.dispatch_on(handle);
-    }
     let background = spawn_background(&state, recorder_rx);
     let conn_limits = conn_limits(&state);
+    let runtime = Arc::new(StreamRuntime::start()?);
     let stop = CancellationToken::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, node = %state.node_id, "herald is ready");

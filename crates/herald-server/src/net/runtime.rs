@@ -21,11 +21,6 @@ impl StreamRuntime {
         Ok(Self { runtime: Some(runtime) })
     }
 
-    /// A handle to the runtime (none once it is shutting down).
-    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|r| r.handle().clone())
-    }
-
     pub fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,

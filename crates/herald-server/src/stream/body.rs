@@ -2,7 +2,6 @@
 //! stream's queue, until `Close`, the hub dropping the queue, the token expiring, or the client
 //! going away (which drops the body and so unregisters the stream).
 
-use super::backlog::Backlog;
 use super::catch_up::CatchUpStream;
 use super::frame;
 use super::hub::{ConnGuard, Out};
@@ -14,7 +13,6 @@ use futures::Stream;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::Sleep;
 
@@ -24,7 +22,6 @@ pub(super) struct SseStream {
     pub(super) first: Option<Bytes>,
     pub(super) catch_up: Option<CatchUpStream>,
     pub(super) rx: queue::Receiver<Out>,
-    pub(super) backlog: Arc<Backlog>,
     pub(super) expiry: Option<Pin<Box<Sleep>>>,
     pub(super) _guard: ConnGuard,
     pub(super) _slot: Option<ConnSlot>,
@@ -40,11 +37,9 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 impl SseStream {
     fn coalesce(&mut self, first: Bytes) -> Bytes {
         let mut batch: Option<BytesMut> = None;
-        let mut taken = 1;
         while batch.as_ref().map_or(first.len(), BytesMut::len) < MAX_BATCH_BYTES {
             match self.rx.try_recv() {
                 Ok(Out::Frame(next)) => {
-                    taken += 1;
                     let b = batch.get_or_insert_with(|| BytesMut::from(&first[..]));
                     b.extend_from_slice(&next);
                 }
@@ -55,20 +50,7 @@ impl SseStream {
                 Err(_) => break,
             }
         }
-        self.backlog.taken(taken);
         batch.map_or(first, BytesMut::freeze)
-    }
-}
-
-impl Drop for SseStream {
-    /// Frames still queued will never be written: they no longer count as waiting.
-    fn drop(&mut self) {
-        self.rx.close();
-        let mut left = 0;
-        while let Ok(out) = self.rx.try_recv() {
-            left += usize::from(matches!(out, Out::Frame(_)));
-        }
-        self.backlog.taken(left);
     }
 }
 

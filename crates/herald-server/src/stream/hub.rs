@@ -70,9 +70,6 @@ pub struct Hub {
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
-    /// The runtime that writes the streams: dispatch runs there, so its wake-ups of stream tasks
-    /// are local to the threads that run them.
-    dispatch_on: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 /// Where a registering stream resumes from.
@@ -93,8 +90,6 @@ pub enum Replay {
 
 pub struct Registration {
     pub rx: queue::Receiver<Out>,
-    /// Told how many frames the stream's writer takes off `rx`.
-    pub backlog: Arc<Backlog>,
     pub head: i64,
     pub replay: Replay,
     pub guard: ConnGuard,
@@ -141,7 +136,6 @@ impl Hub {
             next_id: AtomicU64::new(1),
             metrics,
             backlog: Arc::default(),
-            dispatch_on: std::sync::OnceLock::new(),
         }
     }
 
@@ -201,7 +195,7 @@ impl Hub {
                 None => Replay::Store { after: n },
             },
         };
-        let (tx, rx) = queue::channel(self.config.queue);
+        let (tx, rx) = queue::channel(self.config.queue, self.backlog.clone());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = reg.users.entry(user.clone()).or_insert_with(|| Slot {
             user: user.clone(),
@@ -214,7 +208,6 @@ impl Hub {
         Metrics::inc(&self.metrics.streams_opened_total);
         Admission::Accepted(Registration {
             rx,
-            backlog: self.backlog.clone(),
             head,
             replay,
             guard: ConnGuard { hub: self.clone(), user, id },
@@ -239,25 +232,6 @@ impl Hub {
             reg.users.remove(user);
         }
         reg.total -= removed;
-    }
-
-    /// Dispatches on the stream runtime from now on.
-    pub fn dispatch_on(&self, runtime: tokio::runtime::Handle) {
-        let _ = self.dispatch_on.set(runtime);
-    }
-
-    /// [`Hub::dispatch`], on the stream runtime when there is one.
-    pub async fn dispatch_there(self: &Arc<Self>, event: Arc<Event>) -> Dispatched {
-        match self.dispatch_on.get() {
-            Some(runtime) => {
-                let hub = self.clone();
-                match runtime.spawn(async move { hub.dispatch(event) }).await {
-                    Ok(dispatched) => dispatched,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                }
-            }
-            None => self.dispatch(event),
-        }
     }
 
     /// Hands a logged event to every local stream it concerns and appends it to the window.
@@ -352,8 +326,9 @@ impl Hub {
         let Some(slot) = reg.users.get(user) else { return 0 };
         let mut n = 0;
         for conn in slot.conns.iter().filter(|c| &*c.connection_id == connection_id) {
-            if conn.tx.try_send(Out::Close).is_err() {
-                conn.kill.cancel();
+            match conn.tx.try_send(Out::Close) {
+                Ok(()) => self.backlog.queued(1),
+                Err(_) => conn.kill.cancel(),
             }
             n += 1;
         }
@@ -367,10 +342,9 @@ impl Hub {
         let mut n = 0;
         for conn in reg.users.values().flat_map(|s| s.conns.iter()) {
             let queued = conn.tx.try_send(Out::Frame(frame.clone())).is_ok();
-            if queued {
-                self.backlog.queued(1);
-            }
-            if !(queued && conn.tx.try_send(Out::Close).is_ok()) {
+            let closing = queued && conn.tx.try_send(Out::Close).is_ok();
+            self.backlog.queued(usize::from(queued) + usize::from(closing));
+            if !closing {
                 conn.kill.cancel();
             }
             n += 1;
@@ -476,8 +450,11 @@ fn send_all(
             Ok(()) => {
                 any = true;
                 *queued += 1;
-                if close_after && conn.tx.try_send(Out::Close).is_err() {
-                    conn.kill.cancel();
+                if close_after {
+                    match conn.tx.try_send(Out::Close) {
+                        Ok(()) => *queued += 1,
+                        Err(_) => conn.kill.cancel(),
+                    }
                 }
             }
             Err(_) => dead.push((slot.user.clone(), conn.id)),

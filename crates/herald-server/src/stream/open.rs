@@ -74,7 +74,7 @@ impl StreamService {
                 }
             }
         };
-        let Registration { rx, backlog, head, replay, guard } = reg;
+        let Registration { rx, head, replay, guard } = reg;
         let mut first = BytesMut::new();
         first.extend_from_slice(&frame::retry_frame(self.retry().as_millis()));
         let connected = serde_json::json!({
@@ -95,7 +95,6 @@ impl StreamService {
             first: Some(first.freeze()),
             catch_up: catch_up.into_stream(),
             rx,
-            backlog,
             expiry,
             _guard: guard,
             _slot: req.slot,

@@ -1,7 +1,11 @@
 //! A stream's queue: one sender (the hub), one receiver (the stream's writer), a bound. It costs
 //! about a hundred bytes until a frame waits in it; tokio's channel took one and a half KiB per
 //! stream (a block of 32 slots and a cache-padded header), a third of an idle stream's memory.
+//!
+//! The receiver tells the node's [`Backlog`] of every item it takes, and of the items still queued
+//! when it goes away (however the stream ended); the sender counts what it queues.
 
+use super::backlog::Backlog;
 use futures::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,24 +30,27 @@ impl<T> Shared<T> {
 }
 
 pub struct Sender<T>(Arc<Shared<T>>);
-pub struct Receiver<T>(Arc<Shared<T>>);
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+    backlog: Arc<Backlog>,
+}
 
 /// Why `try_recv` returned nothing.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Empty {
     /// Nothing queued yet.
     Waiting,
-    /// Nothing queued, and the sender is gone (or the receiver closed).
+    /// Nothing queued, and the sender is gone.
     Ended,
 }
 
-pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+pub fn channel<T>(capacity: usize, backlog: Arc<Backlog>) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State { items: VecDeque::new(), sender_gone: false, receiver_gone: false }),
         capacity: capacity.max(1),
         receiver: AtomicWaker::new(),
     });
-    (Sender(shared.clone()), Receiver(shared))
+    (Sender(shared.clone()), Receiver { shared, backlog })
 }
 
 impl<T> Sender<T> {
@@ -75,10 +82,14 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Receiver<T> {
     pub fn try_recv(&mut self) -> Result<T, Empty> {
-        let mut state = self.0.lock();
+        let mut state = self.shared.lock();
         match state.items.pop_front() {
-            Some(item) => Ok(item),
-            None if state.sender_gone || state.receiver_gone => Err(Empty::Ended),
+            Some(item) => {
+                drop(state);
+                self.backlog.taken(1);
+                Ok(item)
+            }
+            None if state.sender_gone => Err(Empty::Ended),
             None => Err(Empty::Waiting),
         }
     }
@@ -90,7 +101,7 @@ impl<T> Receiver<T> {
             Err(Empty::Ended) => return Poll::Ready(None),
             Err(Empty::Waiting) => {}
         }
-        self.0.receiver.register(cx.waker());
+        self.shared.receiver.register(cx.waker());
         // Something may have been queued between the check and the registration.
         match self.try_recv() {
             Ok(item) => Poll::Ready(Some(item)),
@@ -98,16 +109,17 @@ impl<T> Receiver<T> {
             Err(Empty::Waiting) => Poll::Pending,
         }
     }
-
-    /// Refuses everything sent from now on; what is queued can still be taken.
-    pub fn close(&mut self) {
-        self.0.lock().receiver_gone = true;
-    }
 }
 
 impl<T> Drop for Receiver<T> {
+    /// What is still queued will never be taken: it no longer counts as waiting.
     fn drop(&mut self) {
-        self.close();
+        let left = {
+            let mut state = self.shared.lock();
+            state.receiver_gone = true;
+            std::mem::take(&mut state.items)
+        };
+        self.backlog.taken(left.len());
     }
 }
 
@@ -118,7 +130,7 @@ mod tests {
 
     #[test]
     fn keeps_order_and_bound_and_ends_after_the_sender() {
-        let (tx, mut rx) = channel(2);
+        let (tx, mut rx) = channel(2, Arc::default());
         assert_eq!(tx.try_send(1), Ok(()));
         assert_eq!(tx.try_send(2), Ok(()));
         assert_eq!(tx.try_send(3), Err(3), "full");
@@ -133,19 +145,32 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_receiver_refuses_items() {
-        let (tx, mut rx) = channel(4);
+    fn a_gone_receiver_refuses_items() {
+        let (tx, rx) = channel(4, Arc::default());
         assert!(!tx.is_closed());
-        rx.close();
-        assert!(tx.is_closed());
-        assert_eq!(tx.try_send(1), Err(1));
         drop(rx);
         assert!(tx.is_closed());
+        assert_eq!(tx.try_send(1), Err(1));
+    }
+
+    #[test]
+    fn the_backlog_counts_down_as_items_are_taken_or_dropped() {
+        let backlog = Arc::new(Backlog::default());
+        let (tx, mut rx) = channel(8, backlog.clone());
+        for i in 0..3 {
+            tx.try_send(i).unwrap();
+        }
+        backlog.queued(3);
+        assert_eq!(rx.try_recv(), Ok(0));
+        assert_eq!(backlog.frames(), 2);
+        drop(rx);
+        assert_eq!(backlog.frames(), 0, "what was still queued no longer waits");
+        assert_eq!(tx.try_send(9), Err(9));
     }
 
     #[tokio::test]
     async fn wakes_a_waiting_receiver() {
-        let (tx, mut rx) = channel(4);
+        let (tx, mut rx) = channel(4, Arc::default());
         let waiting = tokio::spawn(async move { std::future::poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
         tx.try_send(7).unwrap();

@@ -128,14 +128,14 @@ async fn run(
     }
 }
 
-async fn deliver(hub: &Arc<Hub>, recorder: &Recorder, event: Arc<Event>) {
-    let dispatched = hub.dispatch_there(event).await;
+async fn deliver(hub: &Hub, recorder: &Recorder, event: Arc<Event>) {
+    let dispatched = hub.dispatch(event);
     recorder.record(dispatched.marks).await;
 }
 
 /// Dispatches logged events `after < seq <= upto` from the store; false when shutting down.
 async fn refill(
-    hub: &Arc<Hub>,
+    hub: &Hub,
     store: &Arc<dyn Store>,
     recorder: &Recorder,
     after: i64,
@@ -147,7 +147,7 @@ async fn refill(
 }
 
 async fn refill_pages(
-    hub: &Arc<Hub>,
+    hub: &Hub,
     store: &Arc<dyn Store>,
     recorder: &Recorder,
     mut after: i64,
