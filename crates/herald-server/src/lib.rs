@@ -7,6 +7,7 @@
 
 mod app;
 mod auth;
+mod backlog;
 pub mod config;
 mod dead_letters;
 mod http;

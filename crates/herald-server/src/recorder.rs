@@ -1,9 +1,9 @@
 //! The delivery recorder: collects "sent to user" marks from the hub and the catch-up path and
 //! writes them in batches, off the hot path. Counts in stats come from these rows.
 
+use crate::backlog::{Backlog, MAX_DEFER};
 use crate::metrics::Metrics;
 use crate::report::Chain;
-use crate::stream::backlog::{Backlog, MAX_DEFER};
 use herald_store::{DeliveryMark, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

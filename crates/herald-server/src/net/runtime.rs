@@ -6,7 +6,7 @@
 //! transaction even began). Here the streams get threads of their own, at the same OS priority
 //! as the rest: they were at nice 10 once, and every write that woke a reader on the same core
 //! then handed the core over (a context switch per delivery, p99 20–25 % higher with the cores
-//! shared). Bookkeeping yields to them instead (see `stream::backlog`).
+//! shared). Bookkeeping yields to them instead (see `backlog.rs`).
 
 use std::future::Future;
 use tokio::runtime::{Builder, Runtime};

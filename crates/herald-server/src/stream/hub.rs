@@ -6,10 +6,10 @@
 //! every later event on its queue: nothing is missed and nothing is sent twice. The lock is never
 //! held across an `.await`; dispatch only does `try_send` of shared frames under it.
 
-use super::backlog::Backlog;
 use super::frame;
 use super::queue;
 use super::window::{Logged, Window};
+use crate::backlog::Backlog;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use herald_domain::{Broadcast, Event, EventBody, Timestamp, User};

@@ -2,7 +2,6 @@
 //! response itself (admission, catch-up, live frames). Everything here is per node; the events
 //! come from the feed (`tasks::feed`), which reads the bus.
 
-pub mod backlog;
 mod body;
 mod catch_up;
 pub mod frame;

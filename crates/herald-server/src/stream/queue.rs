@@ -5,7 +5,7 @@
 //! The receiver tells the node's [`Backlog`] of every item it takes, and of the items still queued
 //! when it goes away (however the stream ended); the sender counts what it queues.
 
-use super::backlog::Backlog;
+use crate::backlog::Backlog;
 use futures::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
