@@ -82,12 +82,26 @@ impl Recorder {
                     _ = shutdown.cancelled() => break,
                 }
             }
-            self.write(&store, &mut buf, &metrics, &backlog, &shutdown).await;
+            // Deliveries first: wait while the stream writers have frames to take, still taking
+            // marks meanwhile (so neither the feed nor a catch-up ever waits on a full channel).
+            let defer_until = Instant::now() + MAX_DEFER;
+            while !shutdown.is_cancelled() {
+                tokio::select! {
+                    biased;
+                    _ = backlog.drained(defer_until) => break,
+                    m = rx.recv() => match m {
+                        Some(more) => buf.extend(more),
+                        None => break,
+                    },
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            self.write(&store, &mut buf, &metrics, &shutdown).await;
         }
         while let Ok(more) = rx.try_recv() {
             buf.extend(more);
         }
-        self.write(&store, &mut buf, &metrics, &backlog, &shutdown).await;
+        self.write(&store, &mut buf, &metrics, &shutdown).await;
     }
 
     /// Writes `buf` (retrying while the database is down, unless shutting down) and clears it.
@@ -96,7 +110,6 @@ impl Recorder {
         store: &Arc<dyn Store>,
         buf: &mut Vec<DeliveryMark>,
         metrics: &Metrics,
-        backlog: &Backlog,
         shutdown: &CancellationToken,
     ) {
         if buf.is_empty() {
@@ -105,7 +118,7 @@ impl Recorder {
         let taken = buf.len() as u64;
         let marks = dedupe(std::mem::take(buf));
         let span = tracing::debug_span!("recorder batch", marks = taken, rows = marks.len());
-        self.write_chunks(store, &marks, metrics, backlog, shutdown).instrument(span).await;
+        self.write_chunks(store, &marks, metrics, shutdown).instrument(span).await;
         self.pending.fetch_sub(taken, Ordering::Relaxed);
     }
 
@@ -114,14 +127,9 @@ impl Recorder {
         store: &Arc<dyn Store>,
         marks: &[DeliveryMark],
         metrics: &Metrics,
-        backlog: &Backlog,
         shutdown: &CancellationToken,
     ) {
-        let defer_until = Instant::now() + MAX_DEFER;
         for chunk in marks.chunks(MARKS_PER_TRANSACTION) {
-            if !shutdown.is_cancelled() {
-                backlog.drained(defer_until).await;
-            }
             let mut attempt = 0u32;
             loop {
                 match store.record_deliveries(chunk).await {

@@ -73,12 +73,16 @@ async fn connect(
     if let Some(Extension(c)) = &ctl {
         tracing::debug!(user.id = %user_id, peer = %c.peer, ?last_event_id, "stream opening");
     }
+    // The directory is read after this position: a user change logged later makes the hub
+    // ask the store for pending messages instead of trusting this profile.
+    let profile_as_of = app.hub.head();
     let user = match caller.identity() {
         Some(identity) => sync_directory(&app, identity).await?,
         None => app.store.ensure_user(&user_id, Timestamp::now()).await?,
     };
     let req = ConnectRequest {
         user,
+        profile_as_of,
         connection_id,
         last_event_id,
         expires_at: caller.expires_at(),

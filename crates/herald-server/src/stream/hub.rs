@@ -59,6 +59,8 @@ struct Registry {
     /// Every broadcast that may be live at `head` (a superset), when known: a fresh stream whose
     /// user none of them addresses has no pending message, and skips the store.
     live: Option<HashMap<i64, Broadcast>>,
+    /// The position of the last user change dispatched: a profile read before it may be stale.
+    last_user_change: i64,
 }
 
 /// Live broadcasts the hub keeps track of at most; with more, every fresh stream asks the store.
@@ -131,6 +133,7 @@ impl Hub {
                 accepting: true,
                 window,
                 live: None,
+                last_user_change: 0,
             }),
             config,
             next_id: AtomicU64::new(1),
@@ -166,9 +169,11 @@ impl Hub {
         self.lock().live = (live.len() <= MAX_LIVE_TRACKED).then_some(live);
     }
 
+    /// Registers a stream of `profile`, read from the directory after position `profile_as_of`.
     pub fn register(
         self: &Arc<Self>,
         profile: User,
+        profile_as_of: i64,
         connection_id: Arc<str>,
         kill: CancellationToken,
         last_event_id: Option<i64>,
@@ -187,7 +192,9 @@ impl Hub {
         }
         let head = reg.head;
         let replay = match last_event_id {
-            None if !may_have_pending(&mut reg.live, &profile) => Replay::NothingPending,
+            None if reg.last_user_change <= profile_as_of && !may_have_pending(&mut reg.live, &profile) => {
+                Replay::NothingPending
+            }
             None => Replay::Fresh,
             Some(n) if n > head => Replay::Unknown,
             Some(n) => match reg.window.range(n, head) {
@@ -250,6 +257,7 @@ impl Hub {
         let mut queued = 0;
         match &event.body {
             EventBody::UserChanged { user, deleted } => {
+                reg.last_user_change = event.seq;
                 if let Some(slot) = reg.users.get_mut(user.user_id.as_str()) {
                     slot.profile = if *deleted { User::bare(user.user_id.clone()) } else { user.clone() };
                 }
@@ -461,4 +469,39 @@ fn send_all(
         }
     }
     any
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::UserId;
+
+    fn hub() -> Arc<Hub> {
+        let config =
+            HubConfig { queue: 8, per_user: 4, total: 100, window_entries: 100, window_bytes: 1 << 20 };
+        Arc::new(Hub::new(config, 10, Arc::default()))
+    }
+
+    fn replay_of(hub: &Arc<Hub>, user: &str, profile_as_of: i64) -> Replay {
+        let profile = User::bare(UserId::parse("userId", user).unwrap());
+        match hub.register(profile, profile_as_of, Arc::from("c"), CancellationToken::new(), None) {
+            Admission::Accepted(reg) => reg.replay,
+            _ => panic!("not admitted"),
+        }
+    }
+
+    #[test]
+    fn a_fresh_stream_skips_the_pending_query_only_with_a_current_profile() {
+        let hub = hub();
+        assert!(matches!(replay_of(&hub, "a", 10), Replay::Fresh), "live broadcasts unknown: ask");
+        hub.track_live(Vec::new());
+        assert!(matches!(replay_of(&hub, "b", 10), Replay::NothingPending));
+        let user = User::bare(UserId::parse("userId", "c").unwrap());
+        hub.dispatch(Arc::new(Event { seq: 11, body: EventBody::UserChanged { user, deleted: false } }));
+        assert!(
+            matches!(replay_of(&hub, "c", 10), Replay::Fresh),
+            "a profile read before a user change may miss a role: ask the store"
+        );
+        assert!(matches!(replay_of(&hub, "c", 11), Replay::NothingPending));
+    }
 }

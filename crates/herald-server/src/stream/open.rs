@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct ConnectRequest {
     pub user: User,
+    /// The hub's head before `user` was read from the directory.
+    pub profile_as_of: i64,
     pub connection_id: Arc<str>,
     pub last_event_id: Option<i64>,
     /// When the caller's token expires: the stream ends then with `TOKEN_EXPIRED`.
@@ -45,8 +47,13 @@ impl StreamService {
     /// Registers the stream and answers with its response. A user at its stream limit gets a 200
     /// whose body is the `CONNECTION_LIMIT_REACHED` event alone.
     pub async fn open(&self, req: ConnectRequest) -> Result<Response, Refused> {
-        let admission =
-            self.hub.register(req.user.clone(), req.connection_id.clone(), req.kill, req.last_event_id);
+        let admission = self.hub.register(
+            req.user.clone(),
+            req.profile_as_of,
+            req.connection_id.clone(),
+            req.kill,
+            req.last_event_id,
+        );
         let reg = match admission {
             Admission::Accepted(reg) => reg,
             Admission::UserLimit(limit) => {
