@@ -189,45 +189,67 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads from `start` on. When reading fails (broker gone) the partition is let go, so the
-    /// consumer sends no fetch until the topic is back (librdkafka mishandles the answers of a
-    /// broker that returned without it); then reading resumes after the last record read.
+    /// Reads from `start` on. When reading fails (broker gone) the consumer is dropped, so nothing
+    /// fetches until the topic is back; then a new consumer resumes after the last record read.
+    /// (librdkafka mishandles the answers of a broker that returned without the topic, and a
+    /// consumer that only let its partition go still crashed now and then when it came back.)
     async fn run(self, consumer: StreamConsumer, start: Option<i64>, stop: CancellationToken) {
         let mut next = start;
-        'reading: loop {
+        let mut reading = Some(consumer);
+        while let Some(current) = reading.take() {
             let message = tokio::select! {
-                m = consumer.recv() => m,
-                _ = stop.cancelled() => break,
+                m = current.recv() => m,
+                _ = stop.cancelled() => {
+                    drop_off_runtime(current);
+                    return;
+                }
             };
             match message {
                 Ok(message) => {
                     next = Some(message.offset() + 1);
                     self.handle(&message).await;
+                    drop(message);
+                    reading = Some(current);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the event topic; waiting for it (events come from the database meanwhile)");
-                    if let Err(e) = consumer.unassign() {
-                        tracing::debug!(error = %e, "cannot let the partition go");
-                    }
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                            _ = stop.cancelled() => break 'reading,
-                        }
-                        if ensure_topic(&self.settings).await.is_ok()
-                            && topic_ready(&self.probe, &self.settings.topic).await.is_ok()
-                        {
-                            break;
-                        }
-                    }
-                    match assign(&consumer, &self.settings.topic, next) {
-                        Ok(()) => tracing::info!(from = ?next, "reading the event topic again"),
-                        Err(e) => tracing::warn!(error = %e, "cannot read the event topic again"),
-                    }
+                    drop_off_runtime(current);
+                    reading = self.reopen(next, &stop).await;
                 }
             }
         }
-        drop_off_runtime(consumer);
+    }
+
+    /// A new consumer assigned after `next`, once the topic is back; `None` when stopping.
+    async fn reopen(&self, next: Option<i64>, stop: &CancellationToken) -> Option<StreamConsumer> {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.cancelled() => return None,
+            }
+            if ensure_topic(&self.settings).await.is_err()
+                || topic_ready(&self.probe, &self.settings.topic).await.is_err()
+            {
+                continue;
+            }
+            let fresh = match consumer(&self.settings) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create a consumer for the event topic");
+                    continue;
+                }
+            };
+            match assign(&fresh, &self.settings.topic, next) {
+                Ok(()) => {
+                    tracing::info!(from = ?next, "reading the event topic again");
+                    return Some(fresh);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the event topic again");
+                    drop_off_runtime(fresh);
+                }
+            }
+        }
     }
 
     async fn handle(&self, message: &impl Message) {
