@@ -254,7 +254,6 @@ impl Hub {
         reg.window.push(Logged { event: event.clone(), frame: frame.clone() });
         track(&mut reg.live, &event.body, now);
         let mut dead = Vec::new();
-        let mut queued = 0;
         match &event.body {
             EventBody::UserChanged { user, deleted } => {
                 reg.last_user_change = event.seq;
@@ -266,7 +265,7 @@ impl Hub {
                 let frame = frame.unwrap_or_default();
                 let logoff = broadcast.is_force_logoff();
                 for_each_recipient(&mut reg, &event.body, |slot| {
-                    if send_all(slot, &frame, logoff, &mut dead, &mut queued) {
+                    if send_all(slot, &frame, logoff, &mut dead) {
                         marks.push(DeliveryMark {
                             broadcast_id: broadcast.id,
                             user_id: slot.user.clone(),
@@ -280,11 +279,10 @@ impl Hub {
             EventBody::MessageRemoved { .. } | EventBody::ReadReceipt { .. } => {
                 let frame = frame.unwrap_or_default();
                 for_each_recipient(&mut reg, &event.body, |slot| {
-                    send_all(slot, &frame, false, &mut dead, &mut queued);
+                    send_all(slot, &frame, false, &mut dead);
                 });
             }
         }
-        self.backlog.queued(queued);
         let slow = self.drop_conns(&mut reg, dead);
         drop(reg);
         Metrics::inc(&self.metrics.events_dispatched_total);
@@ -296,11 +294,10 @@ impl Hub {
     /// Queues `frame` on every stream (heartbeats); a stream that cannot take it is closed.
     pub fn send_to_all(&self, frame: &Bytes) {
         let mut reg = self.lock();
-        let (mut dead, mut queued) = (Vec::new(), 0);
+        let mut dead = Vec::new();
         for slot in reg.users.values_mut() {
-            send_all(slot, frame, false, &mut dead, &mut queued);
+            send_all(slot, frame, false, &mut dead);
         }
-        self.backlog.queued(queued);
         let slow = self.drop_conns(&mut reg, dead);
         Metrics::add(&self.metrics.streams_closed_slow_total, slow);
     }
@@ -334,9 +331,8 @@ impl Hub {
         let Some(slot) = reg.users.get(user) else { return 0 };
         let mut n = 0;
         for conn in slot.conns.iter().filter(|c| &*c.connection_id == connection_id) {
-            match conn.tx.try_send(Out::Close) {
-                Ok(()) => self.backlog.queued(1),
-                Err(_) => conn.kill.cancel(),
+            if conn.tx.try_send(Out::Close).is_err() {
+                conn.kill.cancel();
             }
             n += 1;
         }
@@ -349,10 +345,9 @@ impl Hub {
         reg.accepting = false;
         let mut n = 0;
         for conn in reg.users.values().flat_map(|s| s.conns.iter()) {
-            let queued = conn.tx.try_send(Out::Frame(frame.clone())).is_ok();
-            let closing = queued && conn.tx.try_send(Out::Close).is_ok();
-            self.backlog.queued(usize::from(queued) + usize::from(closing));
-            if !closing {
+            let sent =
+                conn.tx.try_send(Out::Frame(frame.clone())).is_ok() && conn.tx.try_send(Out::Close).is_ok();
+            if !sent {
                 conn.kill.cancel();
             }
             n += 1;
@@ -443,26 +438,15 @@ fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&m
 }
 
 /// Queues `frame` (then `Close` when `close_after`) on each of the slot's streams; a stream whose
-/// queue is full or gone is listed in `dead`; `queued` counts the frames queued. Returns whether
-/// any stream took the frame.
-fn send_all(
-    slot: &mut Slot,
-    frame: &Bytes,
-    close_after: bool,
-    dead: &mut Vec<(Arc<str>, u64)>,
-    queued: &mut usize,
-) -> bool {
+/// queue is full or gone is listed in `dead`. Returns whether any stream took the frame.
+fn send_all(slot: &mut Slot, frame: &Bytes, close_after: bool, dead: &mut Vec<(Arc<str>, u64)>) -> bool {
     let mut any = false;
     for conn in &slot.conns {
         match conn.tx.try_send(Out::Frame(frame.clone())) {
             Ok(()) => {
                 any = true;
-                *queued += 1;
-                if close_after {
-                    match conn.tx.try_send(Out::Close) {
-                        Ok(()) => *queued += 1,
-                        Err(_) => conn.kill.cancel(),
-                    }
+                if close_after && conn.tx.try_send(Out::Close).is_err() {
+                    conn.kill.cancel();
                 }
             }
             Err(_) => dead.push((slot.user.clone(), conn.id)),

@@ -2,8 +2,8 @@
 //! about a hundred bytes until a frame waits in it; tokio's channel took one and a half KiB per
 //! stream (a block of 32 slots and a cache-padded header), a third of an idle stream's memory.
 //!
-//! The receiver tells the node's [`Backlog`] of every item it takes, and of the items still queued
-//! when it goes away (however the stream ended); the sender counts what it queues.
+//! It keeps the node's [`Backlog`] up to date: every item queued, taken, or still queued when the
+//! receiver goes away (however the stream ended).
 
 use crate::backlog::Backlog;
 use futures::task::AtomicWaker;
@@ -21,6 +21,7 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     receiver: AtomicWaker,
+    backlog: Arc<Backlog>,
 }
 
 impl<T> Shared<T> {
@@ -30,10 +31,7 @@ impl<T> Shared<T> {
 }
 
 pub struct Sender<T>(Arc<Shared<T>>);
-pub struct Receiver<T> {
-    shared: Arc<Shared<T>>,
-    backlog: Arc<Backlog>,
-}
+pub struct Receiver<T>(Arc<Shared<T>>);
 
 /// Why `try_recv` returned nothing.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,8 +47,9 @@ pub fn channel<T>(capacity: usize, backlog: Arc<Backlog>) -> (Sender<T>, Receive
         state: Mutex::new(State { items: VecDeque::new(), sender_gone: false, receiver_gone: false }),
         capacity: capacity.max(1),
         receiver: AtomicWaker::new(),
+        backlog,
     });
-    (Sender(shared.clone()), Receiver { shared, backlog })
+    (Sender(shared.clone()), Receiver(shared))
 }
 
 impl<T> Sender<T> {
@@ -63,6 +62,7 @@ impl<T> Sender<T> {
             }
             state.items.push_back(item);
         }
+        self.0.backlog.queued(1);
         self.0.receiver.wake();
         Ok(())
     }
@@ -82,11 +82,11 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Receiver<T> {
     pub fn try_recv(&mut self) -> Result<T, Empty> {
-        let mut state = self.shared.lock();
+        let mut state = self.0.lock();
         match state.items.pop_front() {
             Some(item) => {
                 drop(state);
-                self.backlog.taken(1);
+                self.0.backlog.taken(1);
                 Ok(item)
             }
             None if state.sender_gone => Err(Empty::Ended),
@@ -101,7 +101,7 @@ impl<T> Receiver<T> {
             Err(Empty::Ended) => return Poll::Ready(None),
             Err(Empty::Waiting) => {}
         }
-        self.shared.receiver.register(cx.waker());
+        self.0.receiver.register(cx.waker());
         // Something may have been queued between the check and the registration.
         match self.try_recv() {
             Ok(item) => Poll::Ready(Some(item)),
@@ -115,11 +115,11 @@ impl<T> Drop for Receiver<T> {
     /// What is still queued will never be taken: it no longer counts as waiting.
     fn drop(&mut self) {
         let left = {
-            let mut state = self.shared.lock();
+            let mut state = self.0.lock();
             state.receiver_gone = true;
             std::mem::take(&mut state.items)
         };
-        self.backlog.taken(left.len());
+        self.0.backlog.taken(left.len());
     }
 }
 
@@ -160,7 +160,6 @@ mod tests {
         for i in 0..3 {
             tx.try_send(i).unwrap();
         }
-        backlog.queued(3);
         assert_eq!(rx.try_recv(), Ok(0));
         assert_eq!(backlog.frames(), 2);
         drop(rx);
