@@ -35,6 +35,14 @@ pub(crate) fn draft(now: Timestamp, extra: impl FnOnce(&mut CreateBroadcastReque
     req.validate(now).expect("valid")
 }
 
+/// A draft addressed to `target_type` (`ROLE`, `SELECTED`, …) with `ids`.
+fn targeted(now: Timestamp, target_type: &str, ids: &[&str]) -> NewBroadcast {
+    draft(now, |r| {
+        r.target_type = Some(target_type.into());
+        r.target_ids = Some(ids.iter().map(|id| (*id).to_owned()).collect());
+    })
+}
+
 fn user(id: &str, roles: &[&str]) -> User {
     User {
         user_id: UserId::parse("userId", id).unwrap(),
@@ -107,16 +115,7 @@ pub async fn reading_twice_or_concurrently_emits_one_receipt(backend: Backend) {
     let store = open(&db).await;
     let now = Timestamp::now();
     store.seed_users(&[user("u1", &["OPS"])], now).await.unwrap();
-    let b = store
-        .create_broadcast(
-            &draft(now, |r| {
-                r.target_type = Some("ROLE".into());
-                r.target_ids = Some(vec!["OPS".into()]);
-            }),
-            now,
-        )
-        .await
-        .unwrap();
+    let b = store.create_broadcast(&targeted(now, "ROLE", &["OPS"]), now).await.unwrap();
     let reads = futures::future::join_all((0..5).map(|_| store.mark_read("u1", b.id, now))).await;
     assert!(reads.iter().all(Result::is_ok));
     let receipts = relay_all(&store, 0)
@@ -208,26 +207,8 @@ pub async fn a_burst_of_pending_lookups_answers_each_its_own(backend: Backend) {
     store.put_user(&user("auditor", &["AUDITOR"]), now).await.unwrap();
     store.put_user(&user("plain", &[]), now).await.unwrap();
     let all = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
-    let role = store
-        .create_broadcast(
-            &draft(now, |r| {
-                r.target_type = Some("ROLE".into());
-                r.target_ids = Some(vec!["auditor".into()]);
-            }),
-            now,
-        )
-        .await
-        .unwrap();
-    let selected = store
-        .create_broadcast(
-            &draft(now, |r| {
-                r.target_type = Some("SELECTED".into());
-                r.target_ids = Some(vec!["plain".into()]);
-            }),
-            now,
-        )
-        .await
-        .unwrap();
+    let role = store.create_broadcast(&targeted(now, "ROLE", &["auditor"]), now).await.unwrap();
+    let selected = store.create_broadcast(&targeted(now, "SELECTED", &["plain"]), now).await.unwrap();
     let logged = store.relay_batch(0, 10).await.unwrap();
     let at = |id: i64| logged.iter().find(|e| e.body.broadcast_id() == Some(id)).unwrap().seq;
     let mark = DeliveryMark { broadcast_id: all.id, user_id: "plain".into(), at: now, read: false };
