@@ -7,11 +7,13 @@
 # install nginx-light libnginx-mod-nchan), opens <streams> streams of new users, publishes
 # <broadcasts> (default 20) ALL broadcasts 200 ms apart and prints the bench's JSON report. With
 # pinned = 1 the server runs on core 0 (taskset -c 0) and the load generator on core 1.
-# HERALD (default target/release/herald) is both the server and the load generator.
+# HERALD (default target/release/herald) is the server; LOADGEN (default: the same binary) runs
+# `herald bench`, so that two server builds can be compared with one load generator.
 set -eu
 what=$1 streams=$2 pinned=$3 broadcasts=${4:-20}
 shift $(( $# < 4 ? $# : 4 ))
 herald=${HERALD:-target/release/herald}
+loadgen=${LOADGEN:-$herald}
 ulimit -n 20000
 dir=$(mktemp -d)
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
@@ -50,5 +52,5 @@ NGINX
   for _ in $(seq 200); do curl -s -o /dev/null "$url/sub/none" && break; sleep 0.05; done
   pid=$(pgrep -P "$server" | head -1)   # the worker process
 fi
-"${on_client[@]}" "$herald" bench --mode "$mode" --url "$url" --pid "$pid" --streams "$streams" \
+"${on_client[@]}" "$loadgen" bench --mode "$mode" --url "$url" --pid "$pid" --streams "$streams" \
   --broadcasts "$broadcasts" --rate 5 --concurrency 512 --source-ips 1 --wait 60s "$@" 2>"$dir/bench.err" | tail -1
