@@ -11,19 +11,19 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::runtime::StreamRuntime;
+use super::runtime::{Attach, StreamRuntime, Writer};
 use super::wire::{self, linger_close, refuse};
 use super::{ConnCtl, ConnLimits};
 use crate::limits::ConnSlot;
 use http::StatusCode;
 use std::time::Duration;
-use tokio::net::tcp::OwnedWriteHalf;
 
 const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
 
@@ -167,15 +167,17 @@ pub async fn serve_stream(
         return;
     }
     head.push_str("connection: close\r\n\r\n");
+    let attach = parts.extensions.get::<Attach>().cloned();
     // From here on the stream only writes: do it on the stream runtime (see `streams`), in a task
     // of its own so that nothing of this one stays allocated; the tracker still waits for it.
     let Ok(socket) = stream.into_std() else { return };
     let StreamConn { runtime, tasks, send_timeout, slot } = conn;
+    let writer = attach.map(|attach| (attach, runtime.writer()));
     let pump = async move {
         let _slot = slot;
         let Ok(stream) = TcpStream::from_std(socket) else { return };
         tokio::select! {
-            _ = pump(stream, head, body, send_timeout) => {}
+            _ = pump(Arc::new(stream), head, body, send_timeout, writer) => {}
             _ = kill.cancelled() => {}
         }
     };
@@ -192,20 +194,29 @@ pub struct StreamConn<'a> {
 }
 
 /// Writes the response head, then every frame of `body` until it ends, the client goes away, or
-/// the client accepts no byte for `send_timeout` while there is something to send.
-async fn pump(stream: TcpStream, head: String, mut body: Body, send_timeout: Duration) {
-    let (mut reader, writer) = stream.into_split();
-    if send(&writer, head.as_bytes(), send_timeout).await.is_err() {
+/// the client accepts no byte for `send_timeout` while there is something to send. With `direct`,
+/// the stream's queue may have its live frames written by a writer of the stream runtime while
+/// this waits (see `stream/queue.rs`).
+async fn pump(
+    stream: Arc<TcpStream>,
+    head: String,
+    mut body: Body,
+    send_timeout: Duration,
+    direct: Option<(Attach, Arc<Writer>)>,
+) {
+    if send(&stream, head.as_bytes(), send_timeout).await.is_err() {
         return;
     }
-    let mut probe = [0u8; 64];
+    if let Some((attach, writer)) = direct {
+        attach.0.attach(stream.clone(), writer);
+    }
     loop {
         tokio::select! {
             biased;
             frame = body.frame() => match frame {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    if let Err(e) = send(&writer, &data, send_timeout).await {
+                    if let Err(e) = send(&stream, &data, send_timeout).await {
                         if e.kind() == io::ErrorKind::TimedOut {
                             tracing::info!("closing a stream that accepted nothing for send_timeout");
                         }
@@ -215,24 +226,37 @@ async fn pump(stream: TcpStream, head: String, mut body: Body, send_timeout: Dur
                 _ => break,
             },
             // The client closed (or sent something we do not expect on a stream): stop.
-            _ = reader.read(&mut probe) => return,
+            _ = closed(&stream) => return,
         }
     }
     // The stream ended (Close, shutdown, limit): unregister now, then end the response with FIN.
     drop(body);
-    let mut writer = writer;
-    let _ = writer.shutdown().await;
+    let _ = socket2::SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
+}
+
+/// Returns once the client sends anything or closes its end.
+async fn closed(stream: &TcpStream) {
+    let mut probe = [0u8; 64];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            _ => return,
+        }
+    }
 }
 
 /// Writes all of `data`. The usual case is one non-blocking write and no timer; only a full
 /// socket waits, and a wait that sees no progress for `stall` fails with `TimedOut`.
-async fn send(writer: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> io::Result<()> {
+async fn send(stream: &TcpStream, mut data: &[u8], stall: Duration) -> io::Result<()> {
     while !data.is_empty() {
-        match writer.try_write(data) {
+        match stream.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(stall, writer.writable()).await {
+                match tokio::time::timeout(stall, stream.writable()).await {
                     Ok(ready) => ready?,
                     Err(_) => return Err(io::ErrorKind::TimedOut.into()),
                 }

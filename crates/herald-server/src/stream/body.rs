@@ -4,9 +4,9 @@
 
 use super::catch_up::CatchUpStream;
 use super::frame;
-use super::hub::{ConnGuard, Out};
+use super::hub::ConnGuard;
 use super::presence::SessionGuard;
-use super::queue;
+use super::queue::{self, Out};
 use crate::limits::ConnSlot;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
@@ -21,7 +21,7 @@ use tokio::time::Sleep;
 pub(super) struct SseStream {
     pub(super) first: Option<Bytes>,
     pub(super) catch_up: Option<CatchUpStream>,
-    pub(super) rx: queue::Receiver<Out>,
+    pub(super) rx: queue::Receiver,
     pub(super) expiry: Option<Pin<Box<Sleep>>>,
     pub(super) _guard: ConnGuard,
     pub(super) _slot: Option<ConnSlot>,
@@ -67,6 +67,7 @@ impl Stream for SseStream {
         if let Some(expiry) = self.expiry.as_mut() {
             if expiry.as_mut().poll(cx).is_ready() {
                 self.done = true;
+                self.rx.leave_direct();
                 let data =
                     serde_json::json!({ "message": "the access token expired; reconnect with a fresh one" });
                 return Poll::Ready(Some(Ok(frame::json_frame(None, "TOKEN_EXPIRED", &data))));

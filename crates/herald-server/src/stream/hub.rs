@@ -7,7 +7,7 @@
 //! held across an `.await`; dispatch only does `try_send` of shared frames under it.
 
 use super::frame;
-use super::queue;
+use super::queue::{self, Out};
 use super::window::{Logged, Window};
 use crate::backlog::Backlog;
 use crate::metrics::Metrics;
@@ -18,14 +18,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
-
-/// What a stream's queue carries: a frame to write, or the instruction to end after the frames
-/// before it (used by disconnect, Force Logoff and shutdown so the last frames still go out).
-#[derive(Debug)]
-pub enum Out {
-    Frame(Bytes),
-    Close,
-}
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -39,7 +31,7 @@ pub struct HubConfig {
 struct Conn {
     id: u64,
     connection_id: Arc<str>,
-    tx: queue::Sender<Out>,
+    tx: queue::Sender,
     /// Closes the stream's TCP connection at once (a stuck client may never read another byte).
     kill: CancellationToken,
 }
@@ -91,7 +83,7 @@ pub enum Replay {
 }
 
 pub struct Registration {
-    pub rx: queue::Receiver<Out>,
+    pub rx: queue::Receiver,
     pub head: i64,
     pub replay: Replay,
     pub guard: ConnGuard,

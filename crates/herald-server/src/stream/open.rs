@@ -82,6 +82,7 @@ impl StreamService {
             }
         };
         let Registration { rx, head, replay, guard } = reg;
+        let attach = rx.attach_handle();
         let mut first = BytesMut::new();
         first.extend_from_slice(&frame::retry_frame(self.retry().as_millis()));
         let connected = serde_json::json!({
@@ -108,7 +109,10 @@ impl StreamService {
             _session: session,
             done: false,
         };
-        Ok(stream_response(Body::from_stream(stream)))
+        let mut response = stream_response(Body::from_stream(stream));
+        // A plain socket lets the stream runtime write the live frames itself (`net/raw.rs`).
+        response.extensions_mut().insert(attach);
+        Ok(response)
     }
 
     fn limit_response(&self, limit: usize) -> Response {

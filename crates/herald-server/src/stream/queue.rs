@@ -1,37 +1,66 @@
-//! A stream's queue: one sender (the hub), one receiver (the stream's writer), a bound. It costs
+//! A stream's queue: one sender (the hub), one receiver (the stream's task), a bound. It costs
 //! about a hundred bytes until a frame waits in it; tokio's channel took one and a half KiB per
 //! stream (a block of 32 slots and a cache-padded header), a third of an idle stream's memory.
+//!
+//! While the stream's task waits with everything before written, the queue is *direct*: a frame
+//! queued then lists the stream with its [`Writer`], which writes it to the socket itself (see
+//! `net/runtime.rs`); whatever the writer cannot write at once goes back to the task. Only one of
+//! them ever writes: the writer writes under the queue's lock and only while direct, and the task
+//! leaves direct, under the same lock, before it takes anything to write.
 //!
 //! It keeps the node's [`Backlog`] up to date: every item queued, taken, or still queued when the
 //! receiver goes away (however the stream ended).
 
 use crate::backlog::Backlog;
+use crate::net::runtime::{Attach, DirectStream, Writer};
+use bytes::Bytes;
 use futures::task::AtomicWaker;
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use tokio::net::TcpStream;
 
-struct State<T> {
-    items: VecDeque<T>,
-    sender_gone: bool,
-    receiver_gone: bool,
+/// What a stream's queue carries: a frame to write, or the instruction to end after the frames
+/// before it (used by disconnect, Force Logoff and shutdown so the last frames still go out).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Out {
+    Frame(Bytes),
+    Close,
 }
 
-struct Shared<T> {
-    state: Mutex<State<T>>,
+struct Sink {
+    socket: Arc<TcpStream>,
+    writer: Arc<Writer>,
+}
+
+struct State {
+    items: VecDeque<Out>,
+    sender_gone: bool,
+    receiver_gone: bool,
+    /// Where the writer writes, once the response head is on a plain socket.
+    sink: Option<Sink>,
+    /// The task waits with nothing left to write: new frames are the writer's.
+    direct: bool,
+    /// On the writer's list.
+    listed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
     capacity: usize,
     receiver: AtomicWaker,
     backlog: Arc<Backlog>,
 }
 
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-pub struct Sender<T>(Arc<Shared<T>>);
-pub struct Receiver<T>(Arc<Shared<T>>);
+pub struct Sender(Arc<Shared>);
+pub struct Receiver(Arc<Shared>);
 
 /// Why `try_recv` returned nothing.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,9 +71,16 @@ pub enum Empty {
     Ended,
 }
 
-pub fn channel<T>(capacity: usize, backlog: Arc<Backlog>) -> (Sender<T>, Receiver<T>) {
+pub fn channel(capacity: usize, backlog: Arc<Backlog>) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { items: VecDeque::new(), sender_gone: false, receiver_gone: false }),
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            sender_gone: false,
+            receiver_gone: false,
+            sink: None,
+            direct: false,
+            listed: false,
+        }),
         capacity: capacity.max(1),
         receiver: AtomicWaker::new(),
         backlog,
@@ -52,18 +88,30 @@ pub fn channel<T>(capacity: usize, backlog: Arc<Backlog>) -> (Sender<T>, Receive
     (Sender(shared.clone()), Receiver(shared))
 }
 
-impl<T> Sender<T> {
+impl Sender {
     /// Queues `item` unless the queue is full or the receiver is gone (then gives it back).
-    pub fn try_send(&self, item: T) -> Result<(), T> {
-        {
+    pub fn try_send(&self, item: Out) -> Result<(), Out> {
+        let wake = {
             let mut state = self.0.lock();
             if state.receiver_gone || state.items.len() >= self.0.capacity {
                 return Err(item);
             }
             state.items.push_back(item);
-        }
+            match &state.sink {
+                Some(sink) if state.direct => {
+                    if !state.listed {
+                        sink.writer.schedule(self.0.clone());
+                        state.listed = true;
+                    }
+                    false
+                }
+                _ => true,
+            }
+        };
         self.0.backlog.queued(1);
-        self.0.receiver.wake();
+        if wake {
+            self.0.receiver.wake();
+        }
         Ok(())
     }
 
@@ -73,16 +121,18 @@ impl<T> Sender<T> {
     }
 }
 
-impl<T> Drop for Sender<T> {
+impl Drop for Sender {
     fn drop(&mut self) {
         self.0.lock().sender_gone = true;
         self.0.receiver.wake();
     }
 }
 
-impl<T> Receiver<T> {
-    pub fn try_recv(&mut self) -> Result<T, Empty> {
+impl Receiver {
+    /// Takes the next item to write; the task writes from now on.
+    pub fn try_recv(&mut self) -> Result<Out, Empty> {
         let mut state = self.0.lock();
+        state.direct = false;
         match state.items.pop_front() {
             Some(item) => {
                 drop(state);
@@ -94,32 +144,115 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// The next item; `None` once the sender is gone and everything queued was taken.
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match self.try_recv() {
-            Ok(item) => return Poll::Ready(Some(item)),
-            Err(Empty::Ended) => return Poll::Ready(None),
-            Err(Empty::Waiting) => {}
-        }
+    /// The next item; `None` once the sender is gone and everything queued was taken. With
+    /// nothing queued and a socket attached, the queue turns direct until the task is woken.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Out>> {
+        // Registered before looking, so that nothing queued after the look goes unnoticed.
         self.0.receiver.register(cx.waker());
-        // Something may have been queued between the check and the registration.
-        match self.try_recv() {
-            Ok(item) => Poll::Ready(Some(item)),
-            Err(Empty::Ended) => Poll::Ready(None),
-            Err(Empty::Waiting) => Poll::Pending,
+        let mut state = self.0.lock();
+        match state.items.pop_front() {
+            Some(item) => {
+                state.direct = false;
+                drop(state);
+                self.0.backlog.taken(1);
+                Poll::Ready(Some(item))
+            }
+            None if state.sender_gone => {
+                state.direct = false;
+                Poll::Ready(None)
+            }
+            None => {
+                state.direct = state.sink.is_some();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The task is about to write something of its own: the writer must not write meanwhile.
+    pub fn leave_direct(&mut self) {
+        self.0.lock().direct = false;
+    }
+
+    /// What lets the stream runtime write this queue's frames to the stream's socket.
+    pub fn attach_handle(&self) -> Attach {
+        Attach(self.0.clone())
+    }
+}
+
+impl Drop for Receiver {
+    /// What is still queued will never be taken: it no longer counts as waiting.
+    fn drop(&mut self) {
+        let (left, _sink) = {
+            let mut state = self.0.lock();
+            state.receiver_gone = true;
+            state.direct = false;
+            (std::mem::take(&mut state.items), state.sink.take())
+        };
+        self.0.backlog.taken(left.len());
+    }
+}
+
+impl DirectStream for Shared {
+    fn attach(&self, socket: Arc<TcpStream>, writer: Arc<Writer>) {
+        let mut state = self.lock();
+        if !state.receiver_gone {
+            state.sink = Some(Sink { socket, writer });
+        }
+    }
+
+    fn flush(&self) {
+        let (taken, handed_back) = {
+            let mut state = self.lock();
+            state.listed = false;
+            let State { items, sink: Some(sink), direct: direct @ true, .. } = &mut *state else { return };
+            let (taken, all) = write_queued(&sink.socket, items);
+            *direct = all;
+            (taken, !all)
+        };
+        self.backlog.taken(taken);
+        if handed_back {
+            self.receiver.wake();
         }
     }
 }
 
-impl<T> Drop for Receiver<T> {
-    /// What is still queued will never be taken: it no longer counts as waiting.
-    fn drop(&mut self) {
-        let left = {
-            let mut state = self.0.lock();
-            state.receiver_gone = true;
-            std::mem::take(&mut state.items)
+/// Frames written with one call at most.
+const MAX_SLICES: usize = 16;
+
+/// Writes the frames at the front of `items` to `socket` as far as it takes them without
+/// blocking. Returns how many frames it took, and whether it emptied `items`; a frame it wrote
+/// part of stays at the front, cut to the rest.
+fn write_queued(socket: &TcpStream, items: &mut VecDeque<Out>) -> (usize, bool) {
+    let mut taken = 0;
+    loop {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut n = 0;
+            for item in items.iter().take(MAX_SLICES) {
+                let Out::Frame(frame) = item else { break };
+                slices[n] = IoSlice::new(frame);
+                n += 1;
+            }
+            match n {
+                0 => return (taken, items.is_empty()),
+                1 => socket.try_write(&slices[0]),
+                _ => socket.try_write_vectored(&slices[..n]),
+            }
         };
-        self.0.backlog.taken(left.len());
+        let Ok(mut written) = written else { return (taken, false) };
+        if written == 0 {
+            return (taken, false);
+        }
+        while written > 0 {
+            let Some(Out::Frame(front)) = items.front_mut() else { break };
+            if written < front.len() {
+                *front = front.slice(written..);
+                return (taken, false);
+            }
+            written -= front.len();
+            items.pop_front();
+            taken += 1;
+        }
     }
 }
 
@@ -127,20 +260,25 @@ impl<T> Drop for Receiver<T> {
 mod tests {
     use super::*;
     use futures::task::noop_waker;
+    use tokio::io::AsyncReadExt;
+
+    fn frame(text: &'static str) -> Out {
+        Out::Frame(Bytes::from_static(text.as_bytes()))
+    }
 
     #[test]
     fn keeps_order_and_bound_and_ends_after_the_sender() {
         let (tx, mut rx) = channel(2, Arc::default());
-        assert_eq!(tx.try_send(1), Ok(()));
-        assert_eq!(tx.try_send(2), Ok(()));
-        assert_eq!(tx.try_send(3), Err(3), "full");
-        assert_eq!(rx.try_recv(), Ok(1));
-        assert_eq!(tx.try_send(3), Ok(()));
+        assert_eq!(tx.try_send(frame("1")), Ok(()));
+        assert_eq!(tx.try_send(frame("2")), Ok(()));
+        assert_eq!(tx.try_send(frame("3")), Err(frame("3")), "full");
+        assert_eq!(rx.try_recv(), Ok(frame("1")));
+        assert_eq!(tx.try_send(Out::Close), Ok(()));
         drop(tx);
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
-        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
-        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(frame("2"))));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(Out::Close)));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(None), "what was queued went out first");
     }
 
@@ -150,21 +288,21 @@ mod tests {
         assert!(!tx.is_closed());
         drop(rx);
         assert!(tx.is_closed());
-        assert_eq!(tx.try_send(1), Err(1));
+        assert_eq!(tx.try_send(frame("1")), Err(frame("1")));
     }
 
     #[test]
     fn the_backlog_counts_down_as_items_are_taken_or_dropped() {
         let backlog = Arc::new(Backlog::default());
         let (tx, mut rx) = channel(8, backlog.clone());
-        for i in 0..3 {
-            tx.try_send(i).unwrap();
+        for _ in 0..3 {
+            tx.try_send(frame("x")).unwrap();
         }
-        assert_eq!(rx.try_recv(), Ok(0));
+        assert_eq!(rx.try_recv(), Ok(frame("x")));
         assert_eq!(backlog.frames(), 2);
         drop(rx);
         assert_eq!(backlog.frames(), 0, "what was still queued no longer waits");
-        assert_eq!(tx.try_send(9), Err(9));
+        assert_eq!(tx.try_send(frame("9")), Err(frame("9")));
     }
 
     #[tokio::test]
@@ -172,7 +310,87 @@ mod tests {
         let (tx, mut rx) = channel(4, Arc::default());
         let waiting = tokio::spawn(async move { std::future::poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
-        tx.try_send(7).unwrap();
-        assert_eq!(waiting.await.unwrap(), Some(7));
+        tx.try_send(frame("7")).unwrap();
+        assert_eq!(waiting.await.unwrap(), Some(frame("7")));
     }
+
+    /// Both ends of a loopback connection.
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    async fn read_exactly(peer: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        tokio::time::timeout(std::time::Duration::from_secs(10), peer.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn a_waiting_stream_is_written_by_its_writer_and_hands_back_what_is_not_a_frame() {
+        let (server, mut peer) = socket_pair().await;
+        let backlog = Arc::new(Backlog::default());
+        let writer = Arc::new(Writer::default());
+        let (tx, mut rx) = channel(8, backlog.clone());
+        rx.attach_handle().0.attach(Arc::new(server), writer.clone());
+        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waker = futures::task::waker(Arc::new(Counter(woken.clone())));
+        let mut cx = Context::from_waker(&waker);
+
+        tx.try_send(frame("before ")).unwrap();
+        assert_eq!(writer.listed(), 0, "not direct until the task waits");
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(frame("before "))));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+
+        tx.try_send(frame("one ")).unwrap();
+        tx.try_send(frame("two ")).unwrap();
+        assert_eq!(writer.listed(), 1, "listed once for both frames");
+        assert_eq!(woken.load(Ordering::SeqCst), 0, "the task is not woken for frames");
+        assert_eq!(backlog.frames(), 2);
+        rx.0.flush();
+        assert_eq!(read_exactly(&mut peer, 8).await, b"one two ");
+        assert_eq!(backlog.frames(), 0);
+
+        tx.try_send(frame("last")).unwrap();
+        tx.try_send(Out::Close).unwrap();
+        rx.0.flush();
+        assert_eq!(read_exactly(&mut peer, 4).await, b"last");
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "Close goes back to the task");
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(Out::Close)));
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_goes_back_to_the_task_cut_where_it_stopped() {
+        let (server, mut peer) = socket_pair().await;
+        let writer = Arc::new(Writer::default());
+        let (tx, mut rx) = channel(8, Arc::default());
+        rx.attach_handle().0.attach(Arc::new(server), writer);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+
+        let big: Vec<u8> = (0..64 << 20).map(|i| (i % 251) as u8).collect();
+        tx.try_send(Out::Frame(Bytes::from(big.clone()))).unwrap();
+        rx.0.flush();
+        let Poll::Ready(Some(Out::Frame(rest))) = rx.poll_recv(&mut cx) else { panic!("handed back") };
+        assert!(!rest.is_empty() && rest.len() < big.len(), "a part was written: {} left", rest.len());
+        assert_eq!(&rest[..], &big[big.len() - rest.len()..]);
+        let written = read_exactly(&mut peer, big.len() - rest.len()).await;
+        assert_eq!(written, &big[..big.len() - rest.len()]);
+    }
+
+    struct Counter(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl futures::task::ArcWake for Counter {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    use std::sync::atomic::Ordering;
 }
