@@ -8,6 +8,7 @@
 use axum::body::Body;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use http_body_util::BodyExt;
 use std::io;
 use std::pin::Pin;
@@ -204,13 +205,26 @@ async fn pump(
     send_timeout: Duration,
     direct: Option<(Attach, Arc<Writer>)>,
 ) {
-    if send(&stream, head.as_bytes(), send_timeout).await.is_err() {
+    // The head and the body's first bytes (`retry:` and `CONNECTED`) in one write.
+    let mut opening = head.into_bytes();
+    let ended = match body.frame().now_or_never() {
+        Some(Some(Ok(frame))) => {
+            if let Ok(data) = frame.into_data() {
+                opening.extend_from_slice(&data);
+            }
+            false
+        }
+        Some(_) => true,
+        None => false,
+    };
+    if send(&stream, &opening, send_timeout).await.is_err() {
         return;
     }
+    drop(opening);
     if let Some((attach, writer)) = direct {
         attach.0.attach(stream.clone(), writer);
     }
-    loop {
+    while !ended {
         tokio::select! {
             biased;
             frame = body.frame() => match frame {
