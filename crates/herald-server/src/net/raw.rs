@@ -207,7 +207,7 @@ async fn pump(
 ) {
     // The head and the body's first bytes (`retry:` and `CONNECTED`) in one write.
     let mut opening = head.into_bytes();
-    let ended = match body.frame().now_or_never() {
+    let mut ended = match body.frame().now_or_never() {
         Some(Some(Ok(frame))) => {
             if let Ok(data) = frame.into_data() {
                 opening.extend_from_slice(&data);
@@ -237,7 +237,7 @@ async fn pump(
                         return;
                     }
                 }
-                _ => break,
+                _ => ended = true,
             },
             // The client closed (or sent something we do not expect on a stream): stop.
             _ = closed(&stream) => return,
