@@ -9,10 +9,11 @@
 //! them instead (see `backlog.rs`).
 //!
 //! A stream that waits for its next frame, with everything before it written, is written by one
-//! of the runtime's [`Writer`]s (one per thread): the hub lists the stream with its writer, and
-//! the writer walks its list and writes each stream's frames to its socket, one wake-up for a
-//! whole broadcast instead of one task wake-up and poll per stream. A write that would block, or
-//! anything else than a frame, goes back to the stream's own task.
+//! of the runtime's [`Writer`]s (tasks, as many as threads; a stream gets one at connect, in
+//! turn): the hub lists the stream with its writer, and the writer walks its list and writes each
+//! stream's frames to its socket, one wake-up per broadcast and writer instead of one task
+//! wake-up and poll per stream. A write that would block, or anything else than a frame, goes
+//! back to the stream's own task.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
 //! The body of an open stream: the first bytes, the catch-up chunks, then live frames from the
 //! stream's queue, until `Close`, the hub dropping the queue, the token expiring, or the client
-//! going away (which drops the body and so unregisters the stream).
+//! going away (which drops the body and so unregisters the stream). On a plain socket, live frames
+//! queued while the body waits are mostly written by a writer of the stream runtime instead
+//! (`queue.rs`); the body gets what that writer hands back.
 
 use super::catch_up::CatchUpStream;
 use super::frame;
@@ -67,10 +69,15 @@ impl Stream for SseStream {
         if let Some(expiry) = self.expiry.as_mut() {
             if expiry.as_mut().poll(cx).is_ready() {
                 self.done = true;
-                self.rx.leave_direct();
                 let data =
                     serde_json::json!({ "message": "the access token expired; reconnect with a fresh one" });
-                return Poll::Ready(Some(Ok(frame::json_frame(None, "TOKEN_EXPIRED", &data))));
+                let expired = frame::json_frame(None, "TOKEN_EXPIRED", &data);
+                // The rest of a frame the stream's writer wrote part of goes out first.
+                let out = match self.rx.leave_direct() {
+                    Some(rest) => [rest, expired].concat().into(),
+                    None => expired,
+                };
+                return Poll::Ready(Some(Ok(out)));
             }
         }
         if let Some(catch_up) = self.catch_up.as_mut() {

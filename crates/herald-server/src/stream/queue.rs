@@ -44,6 +44,8 @@ struct State {
     direct: bool,
     /// On the writer's list.
     listed: bool,
+    /// The front frame is the rest of one the writer wrote part of.
+    cut: bool,
 }
 
 struct Shared {
@@ -80,6 +82,7 @@ pub fn channel(capacity: usize, backlog: Arc<Backlog>) -> (Sender, Receiver) {
             sink: None,
             direct: false,
             listed: false,
+            cut: false,
         }),
         capacity: capacity.max(1),
         receiver: AtomicWaker::new(),
@@ -135,6 +138,7 @@ impl Receiver {
         state.direct = false;
         match state.items.pop_front() {
             Some(item) => {
+                state.cut = false;
                 drop(state);
                 self.0.backlog.taken(1);
                 Ok(item)
@@ -153,6 +157,7 @@ impl Receiver {
         match state.items.pop_front() {
             Some(item) => {
                 state.direct = false;
+                state.cut = false;
                 drop(state);
                 self.0.backlog.taken(1);
                 Poll::Ready(Some(item))
@@ -169,8 +174,21 @@ impl Receiver {
     }
 
     /// The task is about to write something of its own: the writer must not write meanwhile.
-    pub fn leave_direct(&mut self) {
-        self.0.lock().direct = false;
+    /// Returns the rest of a frame the writer wrote part of, which must go out first.
+    pub fn leave_direct(&mut self) -> Option<Bytes> {
+        let rest = {
+            let mut state = self.0.lock();
+            state.direct = false;
+            if !std::mem::take(&mut state.cut) {
+                return None;
+            }
+            match state.items.pop_front() {
+                Some(Out::Frame(rest)) => rest,
+                other => unreachable!("a cut frame is at the front: {other:?}"),
+            }
+        };
+        self.0.backlog.taken(1);
+        Some(rest)
     }
 
     /// What lets the stream runtime write this queue's frames to the stream's socket.
@@ -204,10 +222,13 @@ impl DirectStream for Shared {
         let (taken, handed_back) = {
             let mut state = self.lock();
             state.listed = false;
-            let State { items, sink: Some(sink), direct: direct @ true, .. } = &mut *state else { return };
-            let (taken, all) = write_queued(&sink.socket, items);
-            *direct = all;
-            (taken, !all)
+            let State { items, sink: Some(sink), direct: direct @ true, cut, .. } = &mut *state else {
+                return;
+            };
+            let (taken, end) = write_queued(&sink.socket, items);
+            *direct = end == Wrote::All;
+            *cut = end == Wrote::Part;
+            (taken, end != Wrote::All)
         };
         self.backlog.taken(taken);
         if handed_back {
@@ -219,10 +240,21 @@ impl DirectStream for Shared {
 /// Frames written with one call at most.
 const MAX_SLICES: usize = 16;
 
+/// How far [`write_queued`] got.
+#[derive(Debug, PartialEq, Eq)]
+enum Wrote {
+    /// Every queued item.
+    All,
+    /// Up to a `Close`, or to a frame the socket took nothing of (full, or failed).
+    Stopped,
+    /// Part of the front frame, which now holds the rest.
+    Part,
+}
+
 /// Writes the frames at the front of `items` to `socket` as far as it takes them without
-/// blocking. Returns how many frames it took, and whether it emptied `items`; a frame it wrote
-/// part of stays at the front, cut to the rest.
-fn write_queued(socket: &TcpStream, items: &mut VecDeque<Out>) -> (usize, bool) {
+/// blocking. Returns how many frames it took and how far it got; a frame it wrote part of stays
+/// at the front, cut to the rest.
+fn write_queued(socket: &TcpStream, items: &mut VecDeque<Out>) -> (usize, Wrote) {
     let mut taken = 0;
     loop {
         let written = {
@@ -234,20 +266,21 @@ fn write_queued(socket: &TcpStream, items: &mut VecDeque<Out>) -> (usize, bool) 
                 n += 1;
             }
             match n {
-                0 => return (taken, items.is_empty()),
+                0 if items.is_empty() => return (taken, Wrote::All),
+                0 => return (taken, Wrote::Stopped),
                 1 => socket.try_write(&slices[0]),
                 _ => socket.try_write_vectored(&slices[..n]),
             }
         };
-        let Ok(mut written) = written else { return (taken, false) };
+        let Ok(mut written) = written else { return (taken, Wrote::Stopped) };
         if written == 0 {
-            return (taken, false);
+            return (taken, Wrote::Stopped);
         }
         while written > 0 {
             let Some(Out::Frame(front)) = items.front_mut() else { break };
             if written < front.len() {
                 *front = front.slice(written..);
-                return (taken, false);
+                return (taken, Wrote::Part);
             }
             written -= front.len();
             items.pop_front();
@@ -380,6 +413,26 @@ mod tests {
         let Poll::Ready(Some(Out::Frame(rest))) = rx.poll_recv(&mut cx) else { panic!("handed back") };
         assert!(!rest.is_empty() && rest.len() < big.len(), "a part was written: {} left", rest.len());
         assert_eq!(&rest[..], &big[big.len() - rest.len()..]);
+        let written = read_exactly(&mut peer, big.len() - rest.len()).await;
+        assert_eq!(written, &big[..big.len() - rest.len()]);
+    }
+
+    #[tokio::test]
+    async fn a_task_that_writes_its_own_frame_gets_the_rest_of_a_cut_one_first() {
+        let (server, mut peer) = socket_pair().await;
+        let backlog = Arc::new(Backlog::default());
+        let (tx, mut rx) = channel(8, backlog.clone());
+        rx.attach_handle().0.attach(Arc::new(server), Arc::new(Writer::default()));
+        let waker = noop_waker();
+        assert_eq!(rx.poll_recv(&mut Context::from_waker(&waker)), Poll::Pending);
+
+        let big: Vec<u8> = (0..64 << 20).map(|i| (i % 249) as u8).collect();
+        tx.try_send(Out::Frame(Bytes::from(big.clone()))).unwrap();
+        rx.0.flush();
+        let rest = rx.leave_direct().expect("the rest of the cut frame");
+        assert_eq!(&rest[..], &big[big.len() - rest.len()..]);
+        assert_eq!(backlog.frames(), 0);
+        assert_eq!(rx.leave_direct(), None, "nothing cut any more");
         let written = read_exactly(&mut peer, big.len() - rest.len()).await;
         assert_eq!(written, &big[..big.len() - rest.len()]);
     }
