@@ -179,13 +179,11 @@ impl Receiver {
         let rest = {
             let mut state = self.0.lock();
             state.direct = false;
-            if !std::mem::take(&mut state.cut) {
+            if !std::mem::take(&mut state.cut) || !matches!(state.items.front(), Some(Out::Frame(_))) {
                 return None;
             }
-            match state.items.pop_front() {
-                Some(Out::Frame(rest)) => rest,
-                other => unreachable!("a cut frame is at the front: {other:?}"),
-            }
+            let Some(Out::Frame(rest)) = state.items.pop_front() else { return None };
+            rest
         };
         self.0.backlog.taken(1);
         Some(rest)
