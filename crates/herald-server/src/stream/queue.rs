@@ -132,18 +132,24 @@ impl Drop for Sender {
 }
 
 impl Receiver {
+    /// Takes the front item out of `state` for the task to write (the task writes from now on)
+    /// and counts it taken.
+    fn take(&self, mut state: MutexGuard<'_, State>) -> Option<Out> {
+        state.direct = false;
+        let item = state.items.pop_front()?;
+        state.cut = false;
+        drop(state);
+        self.0.backlog.taken(1);
+        Some(item)
+    }
+
     /// Takes the next item to write; the task writes from now on.
     pub fn try_recv(&mut self) -> Result<Out, Empty> {
-        let mut state = self.0.lock();
-        state.direct = false;
-        match state.items.pop_front() {
-            Some(item) => {
-                state.cut = false;
-                drop(state);
-                self.0.backlog.taken(1);
-                Ok(item)
-            }
-            None if state.sender_gone => Err(Empty::Ended),
+        let state = self.0.lock();
+        let ended = state.sender_gone;
+        match self.take(state) {
+            Some(item) => Ok(item),
+            None if ended => Err(Empty::Ended),
             None => Err(Empty::Waiting),
         }
     }
@@ -154,39 +160,25 @@ impl Receiver {
         // Registered before looking, so that nothing queued after the look goes unnoticed.
         self.0.receiver.register(cx.waker());
         let mut state = self.0.lock();
-        match state.items.pop_front() {
-            Some(item) => {
-                state.direct = false;
-                state.cut = false;
-                drop(state);
-                self.0.backlog.taken(1);
-                Poll::Ready(Some(item))
-            }
-            None if state.sender_gone => {
-                state.direct = false;
-                Poll::Ready(None)
-            }
-            None => {
-                state.direct = state.sink.is_some();
-                Poll::Pending
-            }
+        if state.items.is_empty() && !state.sender_gone {
+            state.direct = state.sink.is_some();
+            return Poll::Pending;
         }
+        Poll::Ready(self.take(state))
     }
 
     /// The task is about to write something of its own: the writer must not write meanwhile.
     /// Returns the rest of a frame the writer wrote part of, which must go out first.
     pub fn leave_direct(&mut self) -> Option<Bytes> {
-        let rest = {
-            let mut state = self.0.lock();
-            state.direct = false;
-            if !std::mem::take(&mut state.cut) || !matches!(state.items.front(), Some(Out::Frame(_))) {
-                return None;
-            }
-            let Some(Out::Frame(rest)) = state.items.pop_front() else { return None };
-            rest
-        };
-        self.0.backlog.taken(1);
-        Some(rest)
+        let mut state = self.0.lock();
+        state.direct = false;
+        if !state.cut || !matches!(state.items.front(), Some(Out::Frame(_))) {
+            return None;
+        }
+        match self.take(state) {
+            Some(Out::Frame(rest)) => Some(rest),
+            _ => None,
+        }
     }
 
     /// What lets the stream runtime write this queue's frames to the stream's socket.
