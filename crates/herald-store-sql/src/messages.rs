@@ -29,18 +29,20 @@ where
     for<'r> Option<&'r str>: Encode<'r, D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
 {
-    /// Active, not fire-and-forget, not expired, unread, addressed to `$1` at time `$2`, over
-    /// `broadcasts b LEFT JOIN deliveries d` (the user's record).
-    fn inbox_where() -> String {
+    /// Active, not fire-and-forget, not expired, unread, addressed to the user `user` (an SQL
+    /// expression) at time `$2`, over [`Self::inbox_from`].
+    fn inbox_where(user: &str) -> String {
         format!(
             "b.status = 'ACTIVE' AND b.fire_and_forget = FALSE AND (b.expires_at IS NULL OR b.expires_at > $2) \
              AND d.read_at IS NULL AND {}",
-            D::targets_user("$1")
+            D::targets_user(user)
         )
     }
 
-    fn inbox_from() -> &'static str {
-        "broadcasts b LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = $1"
+    /// `broadcasts b LEFT JOIN deliveries d`: `d` is the record of the user `user` (an SQL
+    /// expression), if any.
+    fn inbox_from(user: &str) -> String {
+        format!("broadcasts b LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = {user}")
     }
 
     pub(crate) async fn inbox_rows(
@@ -53,8 +55,8 @@ where
         let sql = format!(
             "SELECT {}, d.delivered_at, d.read_at FROM {} WHERE {} AND b.id < $3 ORDER BY b.id DESC LIMIT $4",
             D::BROADCAST_COLUMNS,
-            Self::inbox_from(),
-            Self::inbox_where()
+            Self::inbox_from("$1"),
+            Self::inbox_where("$1")
         );
         let rows = sqlx::query::<D::DB>(&sql)
             .bind(user)
@@ -90,14 +92,12 @@ where
             "SELECT uid, seq, bid FROM (\
                SELECT u.value AS uid, b.message_seq AS seq, b.id AS bid, \
                  ROW_NUMBER() OVER (PARTITION BY u.value ORDER BY b.message_seq DESC) AS rn \
-               FROM {} JOIN broadcasts b ON {} \
-               LEFT JOIN deliveries d ON d.broadcast_id = b.id AND d.user_id = u.value \
-               WHERE b.status = 'ACTIVE' AND b.fire_and_forget = FALSE \
-                 AND (b.expires_at IS NULL OR b.expires_at > $2) AND d.read_at IS NULL \
-                 AND d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= $3\
+               FROM {} CROSS JOIN {} \
+               WHERE {} AND d.delivered_at IS NULL AND b.message_seq IS NOT NULL AND b.message_seq <= $3\
              ) p WHERE rn <= $4",
             D::json_text_rows(1, "u"),
-            D::targets_user("u.value")
+            Self::inbox_from("u.value"),
+            Self::inbox_where("u.value")
         );
         let mut found: HashMap<(String, i64), Vec<(i64, i64)>> = HashMap::new();
         for (head, users) in by_head {
@@ -137,7 +137,7 @@ where
             "SELECT {} FROM {} WHERE b.id IN {} AND b.status = 'ACTIVE' AND b.fire_and_forget = FALSE \
              AND (b.expires_at IS NULL OR b.expires_at > $3) AND d.read_at IS NULL",
             D::BROADCAST_COLUMNS,
-            Self::inbox_from(),
+            Self::inbox_from("$1"),
             D::json_ints(2)
         );
         let list = serde_json::to_string(ids).map_err(StoreError::backend)?;
@@ -151,7 +151,8 @@ where
     }
 
     pub(crate) async fn count_unread(&self, user: &str, now: Timestamp) -> StoreResult<i64> {
-        let sql = format!("SELECT count(*) FROM {} WHERE {}", Self::inbox_from(), Self::inbox_where());
+        let sql =
+            format!("SELECT count(*) FROM {} WHERE {}", Self::inbox_from("$1"), Self::inbox_where("$1"));
         Ok(sqlx::query_scalar::<D::DB, i64>(&sql)
             .bind(user)
             .bind(now.millis())
@@ -228,8 +229,11 @@ where
     pub(crate) async fn read_all(&self, user: &str, now: Timestamp) -> StoreResult<u64> {
         let profile = self.profile(user).await?;
         let mut tx = self.d.begin().await?;
-        let sql =
-            format!("SELECT b.id FROM {} WHERE {} ORDER BY b.id", Self::inbox_from(), Self::inbox_where());
+        let sql = format!(
+            "SELECT b.id FROM {} WHERE {} ORDER BY b.id",
+            Self::inbox_from("$1"),
+            Self::inbox_where("$1")
+        );
         let ids: Vec<i64> =
             sqlx::query_scalar::<D::DB, i64>(&sql).bind(user).bind(now.millis()).fetch_all(&mut *tx).await?;
         let mut newly = 0;
