@@ -203,7 +203,7 @@ struct Serving {
 /// Serves until `stop`, then shuts down in order.
 async fn serve(serving: Serving, state: AppState, stop: CancellationToken, background: Background) {
     let Serving { listener, limits, runtime, tls } = serving;
-    let router = http::router(state.clone());
+    let routers = http::routers(state.clone());
     let hub = state.hub.clone();
     let announce = move || {
         let streams = hub.shutdown(shutdown_frame());
@@ -211,7 +211,7 @@ async fn serve(serving: Serving, state: AppState, stop: CancellationToken, backg
     };
     let grace = state.config.shutdown_grace;
     let listening = net::Listening { listener, tls };
-    net::serve(listening, router, limits, stop, grace, runtime.clone(), announce).await;
+    net::serve(listening, routers, limits, stop, grace, runtime.clone(), announce).await;
     drop(runtime);
     background.stop().await;
     state.bus.close().await;

@@ -1,7 +1,8 @@
 //! The layers every request passes, outermost first: a span per request (method, route template,
-//! status, latency) that logs a 5xx with its cause chain once; the JSON error body for every error
-//! (also axum's own plain-text rejections); the framing rules for requests on a kept-alive
-//! connection; and the deadline of the request body.
+//! status, latency; at debug level) and a 5xx logged once with its cause chain; the JSON error
+//! body for every error (also axum's own plain-text rejections); the framing rules for requests on
+//! a kept-alive connection; and the deadline of the request body. Streams answered on the raw
+//! socket pass only the first two (`router` in `http/mod.rs`).
 
 use super::error::{render, ErrorInfo};
 use super::ApiError;
@@ -20,12 +21,16 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
-/// A span per request; a 5xx is logged in it with its cause chain, everything else at debug.
+/// A span per request at debug level; a 5xx is logged with its method, route, status, latency
+/// and cause chain. (An info span on every request cost a stream connect more CPU than routing
+/// it: the span's fields were formatted whether or not anything was logged in it.)
 pub async fn observe(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
-    let span = tracing::info_span!(
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("(no route)", MatchedPath::as_str);
+    let method = req.method().clone();
+    let span = tracing::debug_span!(
         "request",
-        method = %req.method(),
+        method = %method,
         route = %route,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
@@ -33,15 +38,17 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.record("status", status.as_u16());
-    span.record("latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+    span.record("latency_ms", latency_ms);
     let _entered = span.enter();
     match response.extensions().get::<ErrorInfo>() {
         Some(ErrorInfo { cause: Some(cause), message, .. }) if status.is_server_error() => {
-            if status.as_u16() == 503 {
-                tracing::warn!(cause = %Chain(&**cause), "{message}");
+            let (status, cause) = (status.as_u16(), Chain(&**cause));
+            if status == 503 {
+                tracing::warn!(%method, route, status, latency_ms, cause = %cause, "{message}");
             } else {
-                tracing::error!(cause = %Chain(&**cause), "request failed");
+                tracing::error!(%method, route, status, latency_ms, cause = %cause, "request failed");
             }
         }
         _ => tracing::debug!("request answered"),

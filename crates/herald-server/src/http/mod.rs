@@ -20,6 +20,7 @@ mod views;
 pub use caller::Caller;
 pub use error::ApiError;
 
+use crate::net::Routers;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -27,9 +28,13 @@ use axum::Router;
 use herald_domain::UserId;
 use serde::{Deserialize, Deserializer};
 
-pub fn router(state: AppState) -> Router {
-    let cors = cors_layer(&state.config);
-    let router = Router::new()
+/// The HTTP API: every route under every layer (`Routers::all`), and the stream routes alone for
+/// the stream requests the accept loop answers on the raw socket (`Routers::streams`, see
+/// `net/raw.rs`). Those were checked against the framing rules while their head was read and
+/// have no body, so they skip the framing, body-deadline and body-limit layers; the span, the
+/// JSON error body and CORS are the same.
+pub fn routers(state: AppState) -> Routers {
+    let all = Router::new()
         .merge(admin_broadcasts::router())
         .merge(admin_users::router())
         .merge(admin_dlt::router())
@@ -41,10 +46,20 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_deadline))
-        .layer(axum::middleware::from_fn(middleware::enforce_framing))
+        .layer(axum::middleware::from_fn(middleware::enforce_framing));
+    let streams = Router::new()
+        .merge(streams::connect_router())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    Routers { all: shared_layers(all, state.clone()), streams: shared_layers(streams, state) }
+}
+
+/// The layers every request passes, outermost first: CORS, the request span, the JSON error body.
+fn shared_layers(router: Router<AppState>, state: AppState) -> Router {
+    let router = router
         .layer(axum::middleware::from_fn(middleware::error_body))
         .layer(axum::middleware::from_fn(middleware::observe));
-    match cors {
+    match cors_layer(&state.config) {
         Some(cors) => router.layer(cors).with_state(state),
         None => router.with_state(state),
     }

@@ -23,12 +23,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/user/sse/connect", get(connect))
-        .route("/api/sse/connect", get(connect))
+    connect_router()
         .route("/api/user/sse/disconnect", post(disconnect))
         .route("/api/user/sse/stats", get(stats))
         .route("/api/user/sse/connected/{user_id}", get(connected))
+}
+
+/// The routes that open a stream (`STREAM_PATHS` in `net/raw.rs`).
+pub fn connect_router() -> Router<AppState> {
+    Router::new().route("/api/user/sse/connect", get(connect)).route("/api/sse/connect", get(connect))
 }
 
 #[derive(Deserialize)]

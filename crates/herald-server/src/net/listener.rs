@@ -6,14 +6,19 @@
 //! opens with the HTTP/2 preface, h2c. A TLS connection (when a certificate is configured) is
 //! HTTP/2 or HTTP/1.1 as ALPN chose, all of it through hyper; its handshake, and then its first
 //! request head or HTTP/2 preface, must each arrive within `header_timeout`.
+//!
+//! Accepted sockets join a reactor only where they are served: a stream request whose head has
+//! arrived by the time it is looked at (most of them) is answered without this runtime's reactor
+//! ever watching its socket, which then joins the stream runtime's (`raw::stream_now`).
 
 use super::raw::{self, Rewind, Sniffed, StreamConn};
 use super::runtime::StreamRuntime;
-use super::{h2, wire, ConnCtl, ConnLimits};
+use super::{h2, wire, ConnCtl, ConnLimits, Routers};
 use crate::limits::ConnSlot;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::Router;
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,6 +27,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -29,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneService;
 use tower::ServiceExt;
+
+/// An accepted connection before it joins a runtime's reactor.
+type Socket = std::net::TcpStream;
 
 /// The listening socket, and the TLS acceptor when serving HTTPS.
 pub struct Listening {
@@ -39,7 +48,7 @@ pub struct Listening {
 /// What every connection task shares.
 #[derive(Clone)]
 struct Shared {
-    router: Router,
+    routers: Routers,
     limits: ConnLimits,
     builder: http1::Builder,
     h2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
@@ -56,7 +65,7 @@ struct Shared {
 /// streams), waits up to `grace` for connections to finish and closes the rest.
 pub async fn serve(
     listening: Listening,
-    router: Router,
+    routers: Routers,
     limits: ConnLimits,
     stop: CancellationToken,
     grace: Duration,
@@ -64,6 +73,15 @@ pub async fn serve(
     before_drain: impl FnOnce(),
 ) {
     let Listening { listener, tls } = listening;
+    // Accepted sockets join a reactor only where they are served (see `connection`). `AsyncFd::new`
+    // is deprecated because a borrowed descriptor could be closed while registered; this one is
+    // owned by the `AsyncFd` and closed only when it is dropped, after deregistering, and the
+    // workspace forbids the `unsafe` of `AsyncFd::register`.
+    #[allow(deprecated)]
+    let listener = match listener.into_std().and_then(AsyncFd::new) {
+        Ok(listener) => listener,
+        Err(e) => return tracing::error!(error = %e, "cannot watch the listening socket"),
+    };
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -72,7 +90,7 @@ pub async fn serve(
         .max_headers(limits.max_headers);
     let h2 = h2::builder(limits.http2_max_streams, limits.max_header_bytes, limits.send_timeout);
     let shared = Shared {
-        router,
+        routers,
         limits,
         builder,
         h2,
@@ -83,6 +101,10 @@ pub async fn serve(
     };
     let all = CancellationToken::new();
     while let Some((stream, peer)) = accept(&listener, &stop).await {
+        // Accepted sockets do not inherit the listener's non-blocking mode.
+        if stream.set_nonblocking(true).is_err() {
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         match admit(&shared.limits, peer) {
             Ok(slot) => {
@@ -107,21 +129,32 @@ pub async fn serve(
 }
 
 /// The next connection, or `None` once `stop` is cancelled.
-async fn accept(listener: &TcpListener, stop: &CancellationToken) -> Option<(TcpStream, SocketAddr)> {
+async fn accept(
+    listener: &AsyncFd<std::net::TcpListener>,
+    stop: &CancellationToken,
+) -> Option<(Socket, SocketAddr)> {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => return Some(pair),
+        let mut ready = tokio::select! {
+            ready = listener.readable() => match ready {
+                Ok(ready) => ready,
                 Err(e) => {
-                    // Out of file descriptors, most likely: give closing sockets a moment.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        _ = stop.cancelled() => return None,
-                    }
+                    tracing::error!(error = %e, "cannot watch the listening socket");
+                    return None;
                 }
             },
             _ = stop.cancelled() => return None,
+        };
+        match ready.try_io(|listener| listener.get_ref().accept()) {
+            Ok(Ok(pair)) => return Some(pair),
+            Ok(Err(e)) => {
+                // Out of file descriptors, most likely: give closing sockets a moment.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stop.cancelled() => return None,
+                }
+            }
+            Err(_would_block) => {}
         }
     }
 }
@@ -130,42 +163,62 @@ async fn accept(listener: &TcpListener, stop: &CancellationToken) -> Option<(Tcp
 /// killed.
 async fn connection(
     shared: Shared,
-    stream: TcpStream,
+    socket: Socket,
     ctl: ConnCtl,
     slot: Option<ConnSlot>,
     kill: CancellationToken,
 ) {
     let work = async {
-        // Boxed, like the HTTP/2 branch below: their state is large, and the plain HTTP/1.1 path,
-        // where most connections are, should not carry it in every connection's task.
-        if let Some(acceptor) = shared.tls.clone() {
-            return Box::pin(secure(&shared, acceptor, stream, ctl, slot)).await;
-        }
-        match raw::sniff(stream, &shared.limits, true).await {
-            Sniffed::Stream(stream, request) => {
-                let conn = StreamConn {
-                    runtime: &shared.runtime,
-                    tasks: &shared.tasks,
-                    send_timeout: shared.limits.send_timeout,
-                    slot,
-                };
-                raw::serve_stream(stream, request, shared.router.clone(), ctl, conn).await
-            }
-            Sniffed::Other(io) => {
-                let _slot = slot;
-                serve_http(io, shared.router.clone(), ctl, &shared.builder, &shared.drain).await
-            }
-            Sniffed::H2(io) => {
-                let _slot = slot;
-                Box::pin(h2::serve(io, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain))
-                    .await
-            }
-            Sniffed::Done => {}
-        }
+        let Some(acceptor) = shared.tls.clone() else { return plain(&shared, socket, ctl, slot).await };
+        let Ok(stream) = TcpStream::from_std(socket) else { return };
+        // Boxed, like the HTTP/2 branch of `plain`: its state is large, and the plain HTTP/1.1
+        // path, where most connections are, should not carry it in every connection's task.
+        Box::pin(secure(&shared, acceptor, stream, ctl, slot)).await
     };
     tokio::select! {
         _ = work => {}
         _ = kill.cancelled() => {}
+    }
+}
+
+/// A plain connection: a stream on the raw socket, HTTP/1.1 through hyper, or h2c.
+async fn plain(shared: &Shared, socket: Socket, ctl: ConnCtl, slot: Option<ConnSlot>) {
+    let conn = |slot| StreamConn {
+        runtime: &shared.runtime,
+        tasks: &shared.tasks,
+        send_timeout: shared.limits.send_timeout,
+        slot,
+    };
+    let streams = || shared.routers.streams.clone();
+    // The head is usually there already, or a moment behind the handshake: look twice before the
+    // socket joins this runtime's reactor.
+    let mut prefix = BytesMut::new();
+    for first in [true, false] {
+        match raw::stream_now(&socket, &shared.limits) {
+            Ok(request) => return raw::serve_stream(socket, request, streams(), ctl, conn(slot)).await,
+            Err(read) if read.is_empty() && first => tokio::task::yield_now().await,
+            Err(read) => {
+                prefix = read;
+                break;
+            }
+        }
+    }
+    let Ok(stream) = TcpStream::from_std(socket) else { return };
+    match raw::sniff(stream, &shared.limits, true, prefix).await {
+        Sniffed::Stream(stream, request) => {
+            let Ok(socket) = stream.into_std() else { return };
+            raw::serve_stream(socket, request, streams(), ctl, conn(slot)).await
+        }
+        Sniffed::Other(io) => {
+            let _slot = slot;
+            serve_http(io, shared.routers.all.clone(), ctl, &shared.builder, &shared.drain).await
+        }
+        Sniffed::H2(io) => {
+            let _slot = slot;
+            let all = shared.routers.all.clone();
+            Box::pin(h2::serve(io, all, ctl.peer, ctl.kill, &shared.h2, &shared.drain)).await
+        }
+        Sniffed::Done => {}
     }
 }
 
@@ -188,12 +241,12 @@ async fn secure(
     };
     // After ALPN `h2` the client's first bytes are the HTTP/2 preface; reading them here (rather
     // than leaving it to hyper) holds them to `header_timeout` too.
-    match raw::sniff(tls, &shared.limits, false).await {
+    match raw::sniff(tls, &shared.limits, false, BytesMut::new()).await {
         Sniffed::Other(io) => {
-            serve_http(io, shared.router.clone(), ctl, &shared.builder, &shared.drain).await
+            serve_http(io, shared.routers.all.clone(), ctl, &shared.builder, &shared.drain).await
         }
         Sniffed::H2(io) => {
-            h2::serve(io, shared.router.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain).await
+            h2::serve(io, shared.routers.all.clone(), ctl.peer, ctl.kill, &shared.h2, &shared.drain).await
         }
         Sniffed::Stream(..) | Sniffed::Done => {}
     }
@@ -213,7 +266,8 @@ fn admit(limits: &ConnLimits, peer: SocketAddr) -> Result<Option<ConnSlot>, Stri
     })
 }
 
-async fn refuse_busy(stream: TcpStream, message: String) {
+async fn refuse_busy(socket: Socket, message: String) {
+    let Ok(stream) = TcpStream::from_std(socket) else { return };
     wire::refuse(stream, StatusCode::TOO_MANY_REQUESTS, &message, "", &[("retry-after", "5")]).await;
 }
 

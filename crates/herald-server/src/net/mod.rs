@@ -19,6 +19,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use listener::{serve, Listening};
 
+/// What answers requests: every route, and the stream routes alone for streams answered on the
+/// raw socket (`raw.rs`).
+#[derive(Clone)]
+pub struct Routers {
+    pub all: axum::Router,
+    pub streams: axum::Router,
+}
+
 /// Per-connection facts handlers may need, inserted into every request's extensions.
 #[derive(Clone, Debug)]
 pub struct ConnCtl {

@@ -32,6 +32,9 @@ const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
 /// speaks h2c with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Header slots parsed on the stack (`max_headers` defaults to 64); a larger limit uses the heap.
+const STACK_HEADERS: usize = 64;
+
 /// What the first request on a connection is.
 pub enum Sniffed<S> {
     /// A stream request, parsed (only when streams may take the raw path).
@@ -57,40 +60,19 @@ enum Head {
 
 /// Reads the first request head (within the header timeout and size limits) and classifies it.
 /// Heads that cannot be served get the JSON error body here, since hyper's own answers to them
-/// have none. `raw_streams` says whether a stream request may leave hyper (plain TCP only).
-pub async fn sniff<S>(mut stream: S, limits: &ConnLimits, raw_streams: bool) -> Sniffed<S>
+/// have none. `raw_streams` says whether a stream request may leave hyper (plain TCP only);
+/// `buf` holds what was already read of the connection.
+pub async fn sniff<S>(mut stream: S, limits: &ConnLimits, raw_streams: bool, mut buf: BytesMut) -> Sniffed<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(1024);
     let read = tokio::time::timeout(limits.header_timeout, async {
         loop {
+            if let Some(head) = examine(&buf, limits, raw_streams) {
+                return Ok::<_, io::Error>(Some(head));
+            }
             if stream.read_buf(&mut buf).await? == 0 {
-                return Ok::<_, io::Error>(None);
-            }
-            if buf.len() >= H2_PREFACE.len() && buf.starts_with(H2_PREFACE) {
-                return Ok(Some(Head::H2));
-            }
-            if H2_PREFACE.starts_with(&buf) {
-                continue;
-            }
-            let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-            let mut req = httparse::Request::new(&mut headers);
-            let too_large = || {
-                let message = format!(
-                    "the request head is larger than max_header_bytes ({}) or has more than max_headers ({}) headers",
-                    limits.max_header_bytes, limits.max_headers
-                );
-                Ok(Some(Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message, String::new())))
-            };
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => return Ok(Some(classify(&req, len, raw_streams))),
-                Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => continue,
-                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => return too_large(),
-                Err(e) => {
-                    let message = format!("the request is not valid HTTP/1.1: {e}");
-                    return Ok(Some(Head::Refused(StatusCode::BAD_REQUEST, message, String::new())));
-                }
+                return Ok(None);
             }
         }
     })
@@ -104,6 +86,62 @@ where
         }
         Ok(Ok(Some(_))) => Sniffed::Other(Rewind { prefix: Some(buf.freeze()), inner: stream }),
         _ => Sniffed::Done,
+    }
+}
+
+/// A stream request whose whole head had arrived by the time its connection was accepted (the
+/// usual case): it is read with one non-blocking `read` and answered without the socket ever
+/// joining this runtime's reactor, which would cost two `epoll_ctl` calls before the stream
+/// runtime's own. Anything else gives back what was read, for [`sniff`].
+pub fn stream_now(
+    socket: &std::net::TcpStream,
+    limits: &ConnLimits,
+) -> Result<Box<http::Request<Body>>, BytesMut> {
+    let mut buf = BytesMut::zeroed(1024);
+    match io::Read::read(&mut &*socket, &mut buf) {
+        Ok(n) => buf.truncate(n),
+        Err(_) => buf.clear(),
+    }
+    match examine(&buf, limits, true) {
+        Some(Head::Stream(req, len)) if buf.len() == len => Ok(req),
+        _ => Err(buf),
+    }
+}
+
+/// What the head read so far is, or `None` while it is incomplete.
+fn examine(buf: &[u8], limits: &ConnLimits, raw_streams: bool) -> Option<Head> {
+    if buf.len() >= H2_PREFACE.len() && buf.starts_with(H2_PREFACE) {
+        return Some(Head::H2);
+    }
+    if H2_PREFACE.starts_with(buf) {
+        return None;
+    }
+    // On the stack for the default limit: a heap array this size on every connect cost the
+    // allocator more than parsing the head.
+    let (mut stack, mut heap);
+    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+        stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(headers);
+    let too_large = || {
+        let message = format!(
+            "the request head is larger than max_header_bytes ({}) or has more than max_headers ({}) headers",
+            limits.max_header_bytes, limits.max_headers
+        );
+        Some(Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message, String::new()))
+    };
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Some(classify(&req, len, raw_streams)),
+        Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => None,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => too_large(),
+        Err(e) => {
+            let message = format!("the request is not valid HTTP/1.1: {e}");
+            Some(Head::Refused(StatusCode::BAD_REQUEST, message, String::new()))
+        }
     }
 }
 
@@ -134,7 +172,7 @@ fn route_of(path: &str) -> &str {
 
 /// Answers one stream request on the raw socket, then closes the connection.
 pub async fn serve_stream(
-    mut stream: TcpStream,
+    socket: std::net::TcpStream,
     mut request: Box<http::Request<Body>>,
     router: Router,
     ctl: ConnCtl,
@@ -162,6 +200,7 @@ pub async fn serve_stream(
         // A complete answer (an error, say): send it with its length.
         let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
         head.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", bytes.len()));
+        let Ok(mut stream) = TcpStream::from_std(socket) else { return };
         if wire::write_all(&mut stream, head.as_bytes(), &bytes).await.is_ok() {
             linger_close(stream).await;
         }
@@ -171,7 +210,6 @@ pub async fn serve_stream(
     let attach = parts.extensions.get::<Attach>().cloned();
     // From here on the stream only writes: do it on the stream runtime (see `streams`), in a task
     // of its own so that nothing of this one stays allocated; the tracker still waits for it.
-    let Ok(socket) = stream.into_std() else { return };
     let StreamConn { runtime, tasks, send_timeout, slot } = conn;
     let writer = attach.map(|attach| (attach, runtime.writer()));
     let pump = async move {

@@ -32,6 +32,17 @@ pub struct ConnectRequest {
     pub slot: Option<ConnSlot>,
 }
 
+/// The data of the `CONNECTED` event (SPEC section 3).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Connected<'a> {
+    connection_id: &'a str,
+    head_event_id: String,
+    last_event_id: Option<String>,
+    server_time: Timestamp,
+    user_id: &'a str,
+}
+
 /// Why a stream was not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
@@ -83,16 +94,17 @@ impl StreamService {
         };
         let Registration { rx, head, replay, guard } = reg;
         let attach = rx.attach_handle();
-        let mut first = BytesMut::new();
+        // `retry:` and `CONNECTED` fit in this without growing.
+        let mut first = BytesMut::with_capacity(256);
         first.extend_from_slice(&frame::retry_frame(self.retry().as_millis()));
-        let connected = serde_json::json!({
-            "connectionId": &*req.connection_id,
-            "userId": req.user.user_id.as_str(),
-            "serverTime": Timestamp::now(),
-            "lastEventId": req.last_event_id.map(|n| n.to_string()),
-            "headEventId": head.to_string(),
-        });
-        first.extend_from_slice(&frame::json_frame(None, "CONNECTED", &connected));
+        let connected = Connected {
+            connection_id: &req.connection_id,
+            head_event_id: head.to_string(),
+            last_event_id: req.last_event_id.map(|n| n.to_string()),
+            server_time: Timestamp::now(),
+            user_id: req.user.user_id.as_str(),
+        };
+        frame::append_json_frame(&mut first, None, "CONNECTED", &connected).map_err(StoreError::backend)?;
         let catch_up = CatchUp::plan(self, req.user, head, replay).await?;
         let expiry = req.expires_at.map(|at| {
             let left =
