@@ -8,7 +8,7 @@ use super::{required_user, ClientIp};
 use crate::auth::Identity;
 use crate::limits::ConnSlot;
 use crate::metrics::Rejection;
-use crate::net::ConnCtl;
+use crate::net::{ConnCtl, STREAM_PATHS};
 use crate::state::AppState;
 use crate::stream::ConnectRequest;
 use axum::extract::{Path, Request, State};
@@ -29,9 +29,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/user/sse/connected/{user_id}", get(connected))
 }
 
-/// The routes that open a stream (`STREAM_PATHS` in `net/raw.rs`).
+/// The routes that open a stream: the paths the accept loop answers on the raw socket.
 pub fn connect_router() -> Router<AppState> {
-    Router::new().route("/api/user/sse/connect", get(connect)).route("/api/sse/connect", get(connect))
+    STREAM_PATHS.iter().fold(Router::new(), |router, path| router.route(path, get(connect)))
 }
 
 #[derive(Deserialize)]

@@ -73,7 +73,7 @@ pub async fn serve(
     before_drain: impl FnOnce(),
 ) {
     let Listening { listener, tls } = listening;
-    // Accepted sockets join a reactor only where they are served (see `connection`). `AsyncFd::new`
+    // Accepted sockets join a reactor only where they are served (see `plain`). `AsyncFd::new`
     // is deprecated because a borrowed descriptor could be closed while registered; this one is
     // owned by the `AsyncFd` and closed only when it is dropped, after deregistering, and the
     // workspace forbids the `unsafe` of `AsyncFd::register`.
@@ -241,7 +241,7 @@ async fn secure(
     };
     // After ALPN `h2` the client's first bytes are the HTTP/2 preface; reading them here (rather
     // than leaving it to hyper) holds them to `header_timeout` too.
-    match raw::sniff(tls, &shared.limits, false, BytesMut::new()).await {
+    match raw::sniff(tls, &shared.limits, false, BytesMut::with_capacity(1024)).await {
         Sniffed::Other(io) => {
             serve_http(io, shared.routers.all.clone(), ctl, &shared.builder, &shared.drain).await
         }

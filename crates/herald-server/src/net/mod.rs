@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use listener::{serve, Listening};
+pub use raw::STREAM_PATHS;
 
 /// What answers requests: every route, and the stream routes alone for streams answered on the
 /// raw socket (`raw.rs`).

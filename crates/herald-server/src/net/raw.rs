@@ -26,7 +26,8 @@ use crate::limits::ConnSlot;
 use http::StatusCode;
 use std::time::Duration;
 
-const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
+/// The routes that open a stream (`http/streams.rs` routes exactly these).
+pub const STREAM_PATHS: [&str; 2] = ["/api/user/sse/connect", "/api/sse/connect"];
 
 /// The client preface of HTTP/2 (RFC 9113 section 3.4): a plain connection that starts with it
 /// speaks h2c with prior knowledge.
@@ -366,5 +367,93 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::ConnCounter;
+    use std::io::Write;
+
+    const HEAD: &[u8] =
+        b"GET /api/user/sse/connect?userId=u1 HTTP/1.1\r\nHost: herald\r\nLast-Event-ID: 4\r\n\r\n";
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            header_timeout: Duration::from_secs(5),
+            max_header_bytes: 8192,
+            max_headers: 64,
+            http2_max_streams: 100,
+            send_timeout: Duration::from_secs(5),
+            per_ip: Arc::new(ConnCounter::new(10)),
+            trusted_proxies: Arc::from(Vec::new()),
+        }
+    }
+
+    /// A loopback connection: the client's end, and the server's end as the accept loop has it
+    /// (non-blocking, in no reactor).
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, server)
+    }
+
+    /// Waits until `n` bytes can be read on `socket` (without reading them).
+    fn arrived(socket: &std::net::TcpStream, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut peek = vec![0u8; n];
+        while !matches!(socket.peek(&mut peek), Ok(got) if got >= n) {
+            assert!(std::time::Instant::now() < deadline, "{n} bytes did not arrive");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_stream_head_that_has_arrived_is_taken_with_one_read() {
+        let (mut client, server) = pair();
+        client.write_all(HEAD).unwrap();
+        arrived(&server, HEAD.len());
+        let request = stream_now(&server, &limits()).expect("a stream request");
+        assert_eq!(request.uri(), "/api/user/sse/connect?userId=u1");
+        assert_eq!(request.headers()["last-event-id"], "4");
+    }
+
+    #[tokio::test]
+    async fn a_head_not_there_yet_or_split_is_finished_by_sniff() {
+        // Nothing sent yet: nothing read, nothing lost.
+        let (mut client, server) = pair();
+        assert!(stream_now(&server, &limits()).unwrap_err().is_empty());
+        // Half a head: given back, and `sniff` reads the rest.
+        let (first, rest) = HEAD.split_at(30);
+        client.write_all(first).unwrap();
+        arrived(&server, first.len());
+        let prefix = stream_now(&server, &limits()).unwrap_err();
+        assert_eq!(&prefix[..], first);
+        client.write_all(rest).unwrap();
+        match sniff(TcpStream::from_std(server).unwrap(), &limits(), true, prefix).await {
+            Sniffed::Stream(_, request) => assert_eq!(request.headers()["last-event-id"], "4"),
+            _ => panic!("the split head is a stream request"),
+        }
+    }
+
+    #[tokio::test]
+    async fn other_requests_go_to_hyper_with_every_byte_read() {
+        let (mut client, server) = pair();
+        let head = b"GET /health/ready HTTP/1.1\r\nHost: herald\r\n\r\n";
+        client.write_all(head).unwrap();
+        arrived(&server, head.len());
+        let prefix = stream_now(&server, &limits()).unwrap_err();
+        assert_eq!(&prefix[..], head);
+        let Sniffed::Other(mut io) =
+            sniff(TcpStream::from_std(server).unwrap(), &limits(), true, prefix).await
+        else {
+            panic!("not a stream request");
+        };
+        let mut again = vec![0u8; head.len()];
+        io.read_exact(&mut again).await.unwrap();
+        assert_eq!(&again[..], head);
     }
 }

@@ -118,6 +118,32 @@ fn error_message(body: &str) -> String {
     v["message"].as_str().expect("message").to_owned()
 }
 
+/// The accept loop takes a stream whose head is already there with one read; a client that sends its
+/// head late and in pieces goes the long way round and gets the same stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_head_sent_late_and_in_pieces_still_opens_the_stream() {
+    let app = spawn_with(Backend::Sqlite, |_| {}).await;
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    let head = b"GET /api/user/sse/connect?userId=late-1 HTTP/1.1\r\nHost: herald\r\n\r\n";
+    for piece in head.chunks(20) {
+        // A slow client: each piece on its own, a moment apart.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        s.write_all(piece).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("event: CONNECTED") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("CONNECTED in time").unwrap();
+        assert!(n > 0, "closed before CONNECTED: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains(r#""userId":"late-1""#), "{text}");
+    app.eventually("/api/user/sse/connected/late-1", |v| v == &json!(true)).await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_ends_gets_408_and_the_connection_closes() {
     let app = spawn_with(Backend::Sqlite, |c| c.body_timeout = Duration::from_millis(300)).await;
