@@ -25,6 +25,8 @@ const MAX_STORE_REPLAY: i64 = 100_000;
 /// the previous one, so a client that does not read costs about this much, however far behind it
 /// is (while a chunk is built, the rows it comes from are in memory too: about as much again).
 const CHUNK_BYTES: usize = 64 * 1024;
+/// What a chunk is allocated with; it grows up to about [`CHUNK_BYTES`].
+const FIRST_CHUNK_BYTES: usize = 4 * 1024;
 /// Rows read from the store per page: as many as fill what is left of a chunk at the average
 /// frame size seen so far, within these bounds.
 const PAGE_ROWS: std::ops::RangeInclusive<usize> = 1..=64;
@@ -73,7 +75,7 @@ impl CatchUp {
     ) -> StoreResult<Self> {
         let mut steps = VecDeque::new();
         match replay {
-            Replay::Fresh => steps.push_back(pending(svc, &user, head).await?),
+            Replay::Fresh => steps.extend(pending(svc, &user, head).await?),
             Replay::NothingPending => {}
             Replay::Window { after, gone } => steps.push_back(Step::Window { cursor: after, head, gone }),
             Replay::Store { after } => {
@@ -114,7 +116,9 @@ impl CatchUp {
 
     /// Up to about [`CHUNK_BYTES`] of frames, with their delivery marks recorded.
     async fn next_chunk(&mut self) -> StoreResult<Option<Bytes>> {
-        let mut chunk = Chunk { bytes: BytesMut::with_capacity(CHUNK_BYTES), marks: Vec::new() };
+        // Grown as frames come: most catch-ups are a frame or two, and the chunk stays allocated
+        // until the socket has taken it.
+        let mut chunk = Chunk { bytes: BytesMut::with_capacity(FIRST_CHUNK_BYTES), marks: Vec::new() };
         while chunk.bytes.len() < CHUNK_BYTES {
             let Some(step) = self.steps.pop_front() else { break };
             if let Some(rest) = self.fill(step, &mut chunk).await? {
@@ -245,9 +249,11 @@ impl CatchUp {
     }
 }
 
-async fn pending(svc: &StreamService, user: &User, head: i64) -> StoreResult<Step> {
+/// The user's pending messages, or `None` when there are none (then the stream has no catch-up
+/// to poll and no chunk to allocate).
+async fn pending(svc: &StreamService, user: &User, head: i64) -> StoreResult<Option<Step>> {
     let ids = svc.store.pending_ids(user.user_id.as_str(), head, Timestamp::now()).await?;
-    Ok(Step::Pending(ids.into()))
+    Ok((!ids.is_empty()).then(|| Step::Pending(ids.into())))
 }
 
 /// Pending messages, then `RESYNC` at the head position so the client refetches its inbox.
@@ -259,7 +265,7 @@ async fn resync(
     steps: &mut VecDeque<Step>,
 ) -> StoreResult<()> {
     Metrics::inc(&svc.metrics.replays_resync_total);
-    steps.push_back(pending(svc, user, head).await?);
+    steps.extend(pending(svc, user, head).await?);
     let f = frame::json_frame(Some(head), "RESYNC", &serde_json::json!({ "reason": reason }));
     steps.push_back(Step::Frame(f));
     Ok(())
