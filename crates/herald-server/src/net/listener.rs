@@ -24,6 +24,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::poll_fn;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,12 +74,7 @@ pub async fn serve(
     before_drain: impl FnOnce(),
 ) {
     let Listening { listener, tls } = listening;
-    // Accepted sockets join a reactor only where they are served (see `plain`). `AsyncFd::new`
-    // is deprecated because a borrowed descriptor could be closed while registered; this one is
-    // owned by the `AsyncFd` and closed only when it is dropped, after deregistering, and the
-    // workspace forbids the `unsafe` of `AsyncFd::register`.
-    #[allow(deprecated)]
-    let listener = match listener.into_std().and_then(AsyncFd::new) {
+    let listener = match Acceptor::new(listener) {
         Ok(listener) => listener,
         Err(e) => return tracing::error!(error = %e, "cannot watch the listening socket"),
     };
@@ -101,10 +97,6 @@ pub async fn serve(
     };
     let all = CancellationToken::new();
     while let Some((stream, peer)) = accept(&listener, &stop).await {
-        // Accepted sockets do not inherit the listener's non-blocking mode.
-        if stream.set_nonblocking(true).is_err() {
-            continue;
-        }
         let _ = stream.set_nodelay(true);
         match admit(&shared.limits, peer) {
             Ok(slot) => {
@@ -128,33 +120,47 @@ pub async fn serve(
     all.cancel();
 }
 
+/// The listening socket. What it accepts joins a reactor only where it is served (see `plain`).
+struct Acceptor(AsyncFd<std::net::TcpListener>);
+
+impl Acceptor {
+    fn new(listener: TcpListener) -> io::Result<Self> {
+        // `AsyncFd::new` is deprecated because a borrowed descriptor could be closed while
+        // registered; this one is owned here, never handed out, and closed only when dropped,
+        // after deregistering. The workspace forbids the `unsafe` of `AsyncFd::register`.
+        #[allow(deprecated)]
+        listener.into_std().and_then(AsyncFd::new).map(Self)
+    }
+
+    /// The next connection, non-blocking (accepted sockets do not inherit the listener's mode).
+    async fn accept(&self) -> io::Result<(Socket, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(accepted) = ready.try_io(|listener| listener.get_ref().accept()) {
+                let (socket, peer) = accepted?;
+                socket.set_nonblocking(true)?;
+                return Ok((socket, peer));
+            }
+        }
+    }
+}
+
 /// The next connection, or `None` once `stop` is cancelled.
-async fn accept(
-    listener: &AsyncFd<std::net::TcpListener>,
-    stop: &CancellationToken,
-) -> Option<(Socket, SocketAddr)> {
+async fn accept(listener: &Acceptor, stop: &CancellationToken) -> Option<(Socket, SocketAddr)> {
     loop {
-        let mut ready = tokio::select! {
-            ready = listener.readable() => match ready {
-                Ok(ready) => ready,
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => return Some(pair),
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot watch the listening socket");
-                    return None;
+                    // Out of file descriptors, most likely: give closing sockets a moment.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = stop.cancelled() => return None,
+                    }
                 }
             },
             _ = stop.cancelled() => return None,
-        };
-        match ready.try_io(|listener| listener.get_ref().accept()) {
-            Ok(Ok(pair)) => return Some(pair),
-            Ok(Err(e)) => {
-                // Out of file descriptors, most likely: give closing sockets a moment.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = stop.cancelled() => return None,
-                }
-            }
-            Err(_would_block) => {}
         }
     }
 }
