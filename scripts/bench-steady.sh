@@ -9,6 +9,9 @@
 # pinned = 1 the server runs on core 0 (taskset -c 0) and the load generator on core 1.
 # HERALD (default target/release/herald) is the server; LOADGEN (default: the same binary) runs
 # `herald bench`, so that two server builds can be compared with one load generator.
+# ROUNDS=2 runs the bench twice on the same server with the same users (streams of known users in
+# the second round; for Nchan, subscribers to a channel that holds messages), one report each; a
+# round starts once the server has closed every stream of the round before.
 set -eu
 what=$1 streams=$2 pinned=$3 broadcasts=${4:-20}
 shift $(( $# < 4 ? $# : 4 ))
@@ -52,5 +55,17 @@ NGINX
   for _ in $(seq 200); do curl -s -o /dev/null "$url/sub/none" && break; sleep 0.05; done
   pid=$(pgrep -P "$server" | head -1)   # the worker process
 fi
-"${on_client[@]}" "$loadgen" bench --mode "$mode" --url "$url" --pid "$pid" --streams "$streams" \
-  --broadcasts "$broadcasts" --rate 5 --concurrency 512 --source-ips 1 --wait 60s "$@" 2>"$dir/bench.err" | tail -1
+for round in $(seq "${ROUNDS:-1}"); do
+  if [ "$round" -gt 1 ]; then
+    # The last round's clients are gone: wait (at most 30 s) until the server has closed them all,
+    # and 2 s more, so that none of its work for them counts in this round's CPU figures.
+    for _ in $(seq 300); do
+      [ "$(ss -Htn state established state close-wait state last-ack "( sport = :$port )" | wc -l)" = 0 ] && break
+      sleep 0.1
+    done
+    sleep 2
+  fi
+  "${on_client[@]}" "$loadgen" bench --mode "$mode" --url "$url" --pid "$pid" --streams "$streams" \
+    --broadcasts "$broadcasts" --rate 5 --concurrency 512 --source-ips 1 --wait 60s \
+    "$@" 2>"$dir/bench.err" | tail -1
+done

@@ -69,6 +69,9 @@ pub struct Report {
     pub create_ms: Percentiles,
     /// Create request sent → event received, per (stream, broadcast) pair, in ms.
     pub latency_ms: Percentiles,
+    /// Create request sent → the first stream received it, per broadcast, in ms: what the
+    /// server takes before its fan-out starts.
+    pub first_receipt_ms: Percentiles,
     /// Create request sent → the last stream received it, per broadcast, in ms.
     pub last_receipt_ms: Percentiles,
     /// Last create request sent → every delivery record committed (from the stats endpoint), in ms.
@@ -112,6 +115,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "create answered      {}", p(&self.create_ms))?;
         writeln!(f, "latency              {}", p(&self.latency_ms))?;
+        writeln!(f, "first stream         {}", p(&self.first_receipt_ms))?;
         writeln!(f, "last stream          {}", p(&self.last_receipt_ms))?;
         if let Some(ms) = self.records_committed_ms {
             writeln!(f, "records committed    {ms:.0} ms after the last create request")?;

@@ -38,6 +38,7 @@ impl Bench {
         let started: HashMap<i64, Instant> = sent.iter().map(|s| (s.id, s.started)).collect();
         let meant: HashSet<usize> = audience.iter().copied().collect();
         let mut latencies = Vec::new();
+        let mut first: HashMap<i64, Instant> = HashMap::new();
         let mut last: HashMap<i64, Instant> = HashMap::new();
         for (i, log) in logs.iter().enumerate() {
             let receipts = log.receipts.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,6 +52,8 @@ impl Bench {
                 if meant.contains(&i) {
                     report.delivered_pairs += 1;
                     latencies.push(at.duration_since(*t0).as_secs_f64() * 1000.0);
+                    let entry = first.entry(*bid).or_insert(*at);
+                    *entry = (*entry).min(*at);
                     let entry = last.entry(*bid).or_insert(*at);
                     *entry = (*entry).max(*at);
                 }
@@ -60,9 +63,16 @@ impl Bench {
         report.missing_pairs = report.expected_pairs.saturating_sub(report.delivered_pairs);
         report.latency_ms = Percentiles::of(latencies);
         report.create_ms = Percentiles::of(sent.iter().map(|s| s.answered_ms).collect());
-        report.last_receipt_ms = Percentiles::of(
-            last.iter().map(|(bid, at)| at.duration_since(started[bid]).as_secs_f64() * 1000.0).collect(),
-        );
+        let since_create = |times: HashMap<i64, Instant>| {
+            Percentiles::of(
+                times
+                    .iter()
+                    .map(|(bid, at)| at.duration_since(started[bid]).as_secs_f64() * 1000.0)
+                    .collect(),
+            )
+        };
+        report.first_receipt_ms = since_create(first);
+        report.last_receipt_ms = since_create(last);
     }
 
     /// Drops every stream at once, publishes `missed` broadcasts, reconnects everything with

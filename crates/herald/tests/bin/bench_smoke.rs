@@ -41,6 +41,9 @@ fn a_small_bench_run_delivers_every_pair_once_and_reports_json() {
     assert_eq!(report["delivered_pairs"], 120, "{stdout}");
     assert_eq!(report["duplicates"], 0);
     assert_eq!(report["latency_ms"]["count"], 120);
+    let (first, last) = (&report["first_receipt_ms"], &report["last_receipt_ms"]);
+    assert_eq!((first["count"].as_u64(), last["count"].as_u64()), (Some(4), Some(4)), "one per broadcast");
+    assert!(first["max"].as_f64().unwrap() <= last["max"].as_f64().unwrap(), "{stdout}");
     assert!(report["records_committed_ms"].is_number(), "{stdout}");
     assert!(report["server"]["holding"]["rss_kib"].as_u64().unwrap() > 0);
     assert_eq!(report["storm"]["caught_up"], 30, "{stdout}");
