@@ -6,7 +6,7 @@
 //! it accepts nothing for `send_timeout`).
 
 use super::frame;
-use super::hub::Replay;
+use super::hub::{ConnGuard, Replay};
 use super::service::StreamService;
 use super::window::Logged;
 use crate::metrics::Metrics;
@@ -72,10 +72,15 @@ impl CatchUp {
         user: User,
         head: i64,
         replay: Replay,
+        guard: &ConnGuard,
     ) -> StoreResult<Self> {
         let mut steps = VecDeque::new();
         match replay {
-            Replay::Fresh => steps.extend(pending(svc, &user, head).await?),
+            Replay::Fresh => match pending(svc, &user, head).await? {
+                Some(step) => steps.push_back(step),
+                // The user has had every message up to the head: the hub may skip the store next time.
+                None => svc.hub.settled(guard),
+            },
             Replay::NothingPending => {}
             Replay::Window { after, gone } => steps.push_back(Step::Window { cursor: after, head, gone }),
             Replay::Store { after } => {

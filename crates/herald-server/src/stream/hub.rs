@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use herald_domain::{Broadcast, Event, EventBody, Timestamp, User};
 use herald_store::DeliveryMark;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +41,33 @@ struct Slot {
     user: Arc<str>,
     profile: User,
     conns: Vec<Conn>,
+    /// Known to have had every live message that addresses it up to some position (nothing was
+    /// pending when a stream registered), and every one since was queued on one of its streams:
+    /// `gap` says one was not (no stream took it) or the profile changed.
+    settled: bool,
+    gap: bool,
+}
+
+impl Slot {
+    /// Every message logged so far that addresses the user was queued for it.
+    fn complete(&self) -> bool {
+        self.settled && !self.gap
+    }
+}
+
+/// A user whose last stream on this node ended with every message that addresses `profile` up to
+/// position `upto` queued for it: a fresh stream of theirs skips the pending query unless a live
+/// broadcast logged after `upto` addresses them.
+struct Departed {
+    profile: User,
+    upto: i64,
+}
+
+/// A broadcast that may be live, with the position of its message (for those live when the hub
+/// started: the head it started from, which is at or after it).
+struct Live {
+    seq: i64,
+    broadcast: Broadcast,
 }
 
 struct Registry {
@@ -50,9 +78,12 @@ struct Registry {
     window: Window,
     /// Every broadcast that may be live at `head` (a superset), when known: a fresh stream whose
     /// user none of them addresses has no pending message, and skips the store.
-    live: Option<HashMap<i64, Broadcast>>,
+    live: Option<HashMap<i64, Live>>,
     /// The position of the last user change dispatched: a profile read before it may be stale.
     last_user_change: i64,
+    /// Users whose streams all ended complete (see [`Departed`]); at most as many as the node may
+    /// hold streams, emptied when full.
+    departed: HashMap<Arc<str>, Departed>,
 }
 
 /// Live broadcasts the hub keeps track of at most; with more, every fresh stream asks the store.
@@ -126,6 +157,7 @@ impl Hub {
                 window,
                 live: None,
                 last_user_change: 0,
+                departed: HashMap::new(),
             }),
             config,
             next_id: AtomicU64::new(1),
@@ -156,9 +188,14 @@ impl Hub {
     /// after the head this hub started from (and before any dispatch). Until then, and with more
     /// than [`MAX_LIVE_TRACKED`], every fresh stream asks the store for its pending messages.
     pub fn track_live(&self, active: Vec<Broadcast>) {
-        let live: HashMap<i64, Broadcast> =
-            active.into_iter().filter(|b| !b.fire_and_forget).map(|b| (b.id, b)).collect();
-        self.lock().live = (live.len() <= MAX_LIVE_TRACKED).then_some(live);
+        let mut reg = self.lock();
+        let seq = reg.head;
+        let live: HashMap<i64, Live> = active
+            .into_iter()
+            .filter(|b| !b.fire_and_forget)
+            .map(|broadcast| (broadcast.id, Live { seq, broadcast }))
+            .collect();
+        reg.live = (live.len() <= MAX_LIVE_TRACKED).then_some(live);
     }
 
     /// Registers a stream of `profile`, read from the directory after position `profile_as_of`.
@@ -183,8 +220,16 @@ impl Hub {
             return Admission::UserLimit(self.config.per_user);
         }
         let head = reg.head;
+        // Up to where the user is known to have had every message that addresses its profile.
+        let had_upto = match (reg.users.get(&user), reg.departed.get(&user)) {
+            (Some(slot), _) if slot.complete() && slot.profile == profile => Some(head),
+            (None, Some(d)) if d.profile == profile => Some(d.upto),
+            _ => None,
+        };
         let replay = match last_event_id {
-            None if reg.last_user_change <= profile_as_of && !may_have_pending(&mut reg.live, &profile) => {
+            None if reg.last_user_change <= profile_as_of
+                && !may_have_pending(&mut reg.live, &profile, had_upto) =>
+            {
                 Replay::NothingPending
             }
             None => Replay::Fresh,
@@ -196,11 +241,26 @@ impl Hub {
         };
         let (tx, rx) = queue::channel(self.config.queue, self.backlog.clone());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = reg.users.entry(user.clone()).or_insert_with(|| Slot {
-            user: user.clone(),
-            profile,
-            conns: Vec::new(),
-        });
+        reg.departed.remove(&user);
+        let nothing_pending = matches!(replay, Replay::NothingPending);
+        let slot = match reg.users.entry(user.clone()) {
+            Entry::Vacant(e) => e.insert(Slot {
+                user: user.clone(),
+                profile,
+                conns: Vec::new(),
+                settled: nothing_pending,
+                gap: false,
+            }),
+            Entry::Occupied(e) => {
+                let slot = e.into_mut();
+                if nothing_pending && slot.profile == profile {
+                    // Nothing that addresses the user is pending at the head, and every later
+                    // message comes to this slot: whatever gap it had is behind it.
+                    (slot.settled, slot.gap) = (true, false);
+                }
+                slot
+            }
+        };
         slot.conns.push(Conn { id, connection_id, tx, kill });
         reg.total += 1;
         drop(reg);
@@ -221,6 +281,18 @@ impl Hub {
         Some(page)
     }
 
+    /// The stream of `guard` found nothing pending for its user up to the head it registered at:
+    /// unless a message since was not queued for the user, they have had every one.
+    pub fn settled(&self, guard: &ConnGuard) {
+        let mut reg = self.lock();
+        if let Some(slot) = reg.users.get_mut(&guard.user) {
+            // The same slot as at registration (had it ended, messages in between were missed).
+            if slot.conns.iter().any(|c| c.id == guard.id) {
+                slot.settled = true;
+            }
+        }
+    }
+
     fn unregister(&self, user: &str, id: u64) {
         let mut reg = self.lock();
         let Some(slot) = reg.users.get_mut(user) else { return };
@@ -228,7 +300,7 @@ impl Hub {
         slot.conns.retain(|c| c.id != id);
         let removed = before - slot.conns.len();
         if slot.conns.is_empty() {
-            reg.users.remove(user);
+            remove_slot(&mut reg, user, self.config.total);
         }
         reg.total -= removed;
     }
@@ -244,13 +316,16 @@ impl Hub {
         }
         reg.head = event.seq;
         reg.window.push(Logged { event: event.clone(), frame: frame.clone() });
-        track(&mut reg.live, &event.body, now);
+        track(&mut reg.live, event.seq, &event.body, now);
         let mut dead = Vec::new();
         match &event.body {
             EventBody::UserChanged { user, deleted } => {
                 reg.last_user_change = event.seq;
+                reg.departed.remove(user.user_id.as_str());
                 if let Some(slot) = reg.users.get_mut(user.user_id.as_str()) {
                     slot.profile = if *deleted { User::bare(user.user_id.clone()) } else { user.clone() };
+                    // A live broadcast may address the new profile that the old one did not.
+                    slot.gap = true;
                 }
             }
             EventBody::Message { broadcast } if broadcast.is_live_at(now) => {
@@ -264,6 +339,8 @@ impl Hub {
                             at: now,
                             read: broadcast.fire_and_forget,
                         });
+                    } else {
+                        slot.gap = true;
                     }
                 });
             }
@@ -310,7 +387,7 @@ impl Hub {
                     reg.total -= 1;
                 }
                 if slot.conns.is_empty() {
-                    reg.users.remove(&user);
+                    remove_slot(reg, &user, self.config.total);
                 }
             }
         }
@@ -358,12 +435,26 @@ impl Hub {
     }
 }
 
+/// Removes the user's slot, whose last stream ended; a user that had every message so far is
+/// remembered as departed (at most `max` of them: when full, they are all forgotten).
+fn remove_slot(reg: &mut Registry, user: &str, max: usize) {
+    let Some(slot) = reg.users.remove(user) else { return };
+    if !slot.complete() {
+        return;
+    }
+    if reg.departed.len() >= max {
+        reg.departed.clear();
+    }
+    let upto = reg.head;
+    reg.departed.insert(slot.user, Departed { profile: slot.profile, upto });
+}
+
 /// Keeps the live set up to date with a dispatched event.
-fn track(live: &mut Option<HashMap<i64, Broadcast>>, body: &EventBody, now: Timestamp) {
+fn track(live: &mut Option<HashMap<i64, Live>>, seq: i64, body: &EventBody, now: Timestamp) {
     let Some(map) = live else { return };
     match body {
         EventBody::Message { broadcast } if broadcast.is_live_at(now) && !broadcast.fire_and_forget => {
-            map.insert(broadcast.id, broadcast.clone());
+            map.insert(broadcast.id, Live { seq, broadcast: broadcast.clone() });
             if map.len() > MAX_LIVE_TRACKED {
                 *live = None;
             }
@@ -375,13 +466,14 @@ fn track(live: &mut Option<HashMap<i64, Broadcast>>, body: &EventBody, now: Time
     }
 }
 
-/// Whether a live broadcast addresses `user` (true when the live set is not known). Drops the
+/// Whether a live broadcast addresses `user` whose message is not known to have reached them
+/// (they had every one up to `had_upto`): true when the live set is not known. Drops the
 /// broadcasts that expired.
-fn may_have_pending(live: &mut Option<HashMap<i64, Broadcast>>, user: &User) -> bool {
+fn may_have_pending(live: &mut Option<HashMap<i64, Live>>, user: &User, had_upto: Option<i64>) -> bool {
     let Some(map) = live else { return true };
     let now = Timestamp::now();
-    map.retain(|_, b| b.expires_at.is_none_or(|e| e > now));
-    map.values().any(|b| b.target.includes(user))
+    map.retain(|_, l| l.broadcast.expires_at.is_none_or(|e| e > now));
+    map.values().any(|l| had_upto.is_none_or(|upto| l.seq > upto) && l.broadcast.target.includes(user))
 }
 
 /// The broadcasts that `entries` remove, or that `user` reads.
@@ -450,7 +542,7 @@ fn send_all(slot: &mut Slot, frame: &Bytes, close_after: bool, dead: &mut Vec<(A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_domain::UserId;
+    use herald_domain::{command, CreateBroadcastRequest, UserId};
 
     fn hub() -> Arc<Hub> {
         let config =
@@ -479,5 +571,101 @@ mod tests {
             "a profile read before a user change may miss a role: ask the store"
         );
         assert!(matches!(replay_of(&hub, "c", 11), Replay::NothingPending));
+    }
+
+    /// An `ALL` broadcast, live now, logged at `seq`.
+    fn message(id: i64, seq: i64) -> Arc<Event> {
+        let now = Timestamp::now();
+        let req = CreateBroadcastRequest {
+            sender_id: Some("admin".into()),
+            content: Some("hello".into()),
+            target_type: Some("ALL".into()),
+            ..Default::default()
+        };
+        let broadcast = command::create(req.validate(now).unwrap(), id, uuid::Uuid::nil(), now).state;
+        Arc::new(Event { seq, body: EventBody::Message { broadcast } })
+    }
+
+    /// Registers a stream of `user` and keeps it open.
+    fn open(hub: &Arc<Hub>, user: &str) -> Registration {
+        let profile = User::bare(UserId::parse("userId", user).unwrap());
+        match hub.register(profile, 0, Arc::from("c"), CancellationToken::new(), None) {
+            Admission::Accepted(reg) => reg,
+            _ => panic!("not admitted"),
+        }
+    }
+
+    #[test]
+    fn a_user_who_had_every_live_message_reconnects_without_asking_the_store() {
+        let hub = hub();
+        hub.track_live(Vec::new());
+        let stream = open(&hub, "a");
+        assert!(matches!(stream.replay, Replay::NothingPending));
+        hub.dispatch(message(1, 11));
+        assert!(
+            matches!(replay_of(&hub, "a", 0), Replay::NothingPending),
+            "a second stream: the first one took broadcast 1"
+        );
+        drop(stream);
+        assert!(matches!(replay_of(&hub, "a", 0), Replay::NothingPending), "gone, but had broadcast 1");
+        assert!(matches!(replay_of(&hub, "b", 0), Replay::Fresh), "never here: ask");
+        hub.dispatch(message(2, 12));
+        assert!(matches!(replay_of(&hub, "a", 0), Replay::Fresh), "broadcast 2 came after they left");
+    }
+
+    #[test]
+    fn a_message_no_stream_of_the_user_took_makes_them_ask_the_store() {
+        let hub = hub();
+        hub.track_live(Vec::new());
+        let stream = open(&hub, "a");
+        for i in 0..8 {
+            hub.dispatch(message(i + 1, 11 + i));
+        }
+        hub.dispatch(message(9, 19));
+        assert!(!hub.is_connected("a"), "the full queue closed the stream");
+        drop(stream);
+        assert!(matches!(replay_of(&hub, "a", 0), Replay::Fresh), "broadcast 9 never reached them");
+    }
+
+    #[test]
+    fn a_changed_profile_makes_a_departed_user_ask_the_store() {
+        let hub = hub();
+        hub.track_live(Vec::new());
+        drop(open(&hub, "a"));
+        hub.dispatch(message(1, 11));
+        let user = User::bare(UserId::parse("userId", "x").unwrap());
+        hub.dispatch(Arc::new(Event { seq: 12, body: EventBody::UserChanged { user, deleted: false } }));
+        assert!(matches!(replay_of(&hub, "a", 12), Replay::Fresh), "broadcast 1 came after they left");
+        let stream = open(&hub, "a");
+        hub.settled(&stream.guard);
+        hub.dispatch(message(2, 13));
+        drop(stream);
+        assert!(matches!(replay_of(&hub, "a", 13), Replay::NothingPending), "had broadcasts 1 and 2");
+        let user = User::bare(UserId::parse("userId", "a").unwrap());
+        hub.dispatch(Arc::new(Event { seq: 14, body: EventBody::UserChanged { user, deleted: false } }));
+        assert!(matches!(replay_of(&hub, "a", 14), Replay::Fresh), "their profile changed since");
+    }
+
+    #[test]
+    fn nothing_pending_in_the_store_counts_only_for_the_stream_that_asked() {
+        let hub = hub();
+        hub.track_live(Vec::new());
+        hub.dispatch(message(1, 11));
+        let asked = open(&hub, "a");
+        assert!(matches!(asked.replay, Replay::Fresh), "broadcast 1 is live: ask");
+        hub.settled(&asked.guard);
+        drop(asked);
+        assert!(matches!(replay_of(&hub, "a", 0), Replay::NothingPending), "the store had nothing for them");
+
+        // A stream closed for a full queue while its query ran; a new one opened meanwhile.
+        let closed = open(&hub, "b");
+        for i in 0..9 {
+            hub.dispatch(message(2 + i, 12 + i));
+        }
+        assert!(!hub.is_connected("b"), "the full queue closed the stream");
+        let other = open(&hub, "b");
+        hub.settled(&closed.guard);
+        drop(other);
+        assert!(matches!(replay_of(&hub, "b", 0), Replay::Fresh), "what the closed stream missed is pending");
     }
 }

@@ -105,7 +105,7 @@ impl StreamService {
             user_id: req.user.user_id.as_str(),
         };
         frame::append_json_frame(&mut first, None, "CONNECTED", &connected).map_err(StoreError::backend)?;
-        let catch_up = CatchUp::plan(self, req.user, head, replay).await?;
+        let catch_up = CatchUp::plan(self, req.user, head, replay, &guard).await?;
         let expiry = req.expires_at.map(|at| {
             let left =
                 Duration::from_millis(at.millis().saturating_sub(Timestamp::now().millis()).max(0) as u64);
