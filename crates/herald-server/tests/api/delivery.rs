@@ -89,6 +89,36 @@ async fn pending_messages_are_delivered_once_on_connect(backend: Backend) {
     app.stop().await;
 }
 
+/// Each comeback gets exactly what was published while the user was away. The first catches up;
+/// the second asks the store and finds nothing; the third skips the store (the hub remembers that
+/// the user had every live message when their stream ended); the fourth asks it again, because a
+/// broadcast came after.
+async fn each_comeback_gets_what_was_published_while_away_and_nothing_twice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut s = app.online("user-002").await;
+    let online = id_of(&app.publish(json!({"content": "while online"})).await);
+    s.expect_message(online).await;
+    drop(s);
+    app.eventually("/api/user/sse/connected/user-002", |v| v == &json!(false)).await;
+    app.eventually(&format!("/api/admin/broadcasts/{online}/stats"), |v| v["totalDelivered"] == 1).await;
+    let mut missed = BTreeSet::from([id_of(&app.publish(json!({"content": "while away"})).await)]);
+    for comeback in 1..=4 {
+        let mut s = app.online("user-002").await;
+        let body = json!({"targetType": "SELECTED", "targetIds": ["user-002"], "content": "marker"});
+        let marker = id_of(&app.publish(body).await);
+        assert_eq!(messages_until(&mut s, marker).await, missed, "comeback {comeback}");
+        drop(s);
+        app.eventually("/api/user/sse/connected/user-002", |v| v == &json!(false)).await;
+        for id in std::mem::take(&mut missed).into_iter().chain([marker]) {
+            app.eventually(&format!("/api/admin/broadcasts/{id}/stats"), |v| v["totalDelivered"] == 1).await;
+        }
+        if comeback == 3 {
+            missed.insert(id_of(&app.publish(json!({"content": "away again"})).await));
+        }
+    }
+    app.stop().await;
+}
+
 async fn last_event_id_replays_missed_events_in_order_and_nothing_before(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut s = app.online("user-001").await;
@@ -331,6 +361,7 @@ async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
 on_both_backends!(
     each_target_type_reaches_exactly_its_audience,
     pending_messages_are_delivered_once_on_connect,
+    each_comeback_gets_what_was_published_while_away_and_nothing_twice,
     last_event_id_replays_missed_events_in_order_and_nothing_before,
     replay_reads_the_database_when_the_window_no_longer_holds_the_position,
     an_unparsable_last_event_id_is_treated_as_absent,
