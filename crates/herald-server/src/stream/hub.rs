@@ -243,13 +243,16 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         reg.departed.remove(&user);
         let nothing_pending = matches!(replay, Replay::NothingPending);
+        // A profile read before the last user change dispatched may miss a role: the store's
+        // answer for the current one does not vouch for a slot that holds it.
+        let stale = reg.last_user_change > profile_as_of;
         let slot = match reg.users.entry(user.clone()) {
             Entry::Vacant(e) => e.insert(Slot {
                 user: user.clone(),
                 profile,
                 conns: Vec::new(),
                 settled: nothing_pending,
-                gap: false,
+                gap: stale,
             }),
             Entry::Occupied(e) => {
                 let slot = e.into_mut();
@@ -439,7 +442,8 @@ impl Hub {
 /// remembered as departed (at most `max` of them: when full, they are all forgotten).
 fn remove_slot(reg: &mut Registry, user: &str, max: usize) {
     let Some(slot) = reg.users.remove(user) else { return };
-    if !slot.complete() {
+    // Without a live set (more broadcasts live than it follows) the memory would go unused.
+    if !slot.complete() || reg.live.is_none() {
         return;
     }
     if reg.departed.len() >= max {
@@ -636,7 +640,7 @@ mod tests {
         let user = User::bare(UserId::parse("userId", "x").unwrap());
         hub.dispatch(Arc::new(Event { seq: 12, body: EventBody::UserChanged { user, deleted: false } }));
         assert!(matches!(replay_of(&hub, "a", 12), Replay::Fresh), "broadcast 1 came after they left");
-        let stream = open(&hub, "a");
+        let stream = register(&hub, User::bare(UserId::parse("userId", "a").unwrap()), 12);
         hub.settled(&stream.guard);
         hub.dispatch(message(2, 13));
         drop(stream);
@@ -667,5 +671,75 @@ mod tests {
         hub.settled(&closed.guard);
         drop(other);
         assert!(matches!(replay_of(&hub, "b", 0), Replay::Fresh), "what the closed stream missed is pending");
+    }
+
+    fn with_roles(user: &str, roles: &[&str]) -> User {
+        User {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..User::bare(UserId::parse("userId", user).unwrap())
+        }
+    }
+
+    fn to_role(id: i64, seq: i64, role: &str) -> Arc<Event> {
+        let now = Timestamp::now();
+        let req = CreateBroadcastRequest {
+            sender_id: Some("admin".into()),
+            content: Some("hello".into()),
+            target_type: Some("ROLE".into()),
+            target_ids: Some(vec![role.into()]),
+            ..Default::default()
+        };
+        let broadcast = command::create(req.validate(now).unwrap(), id, uuid::Uuid::nil(), now).state;
+        Arc::new(Event { seq, body: EventBody::Message { broadcast } })
+    }
+
+    fn register(hub: &Arc<Hub>, profile: User, profile_as_of: i64) -> Registration {
+        match hub.register(profile, profile_as_of, Arc::from("c"), CancellationToken::new(), None) {
+            Admission::Accepted(reg) => reg,
+            _ => panic!("not admitted"),
+        }
+    }
+
+    #[test]
+    fn a_stream_registered_with_a_stale_profile_never_vouches_for_the_user() {
+        let hub = hub();
+        hub.track_live(Vec::new());
+        hub.dispatch(to_role(1, 11, "R"));
+        let changed = with_roles("a", &[]);
+        hub.dispatch(Arc::new(Event {
+            seq: 12,
+            body: EventBody::UserChanged { user: changed, deleted: false },
+        }));
+        // Read before the change: the store's answer (for the profile without R) says nothing.
+        let stale = register(&hub, with_roles("a", &["R"]), 11);
+        assert!(matches!(stale.replay, Replay::Fresh));
+        hub.settled(&stale.guard);
+        drop(stale);
+        let again = register(&hub, with_roles("a", &["R"]), 12);
+        assert!(matches!(again.replay, Replay::Fresh), "broadcast 1 (role R) may never have reached them");
+    }
+
+    #[test]
+    fn a_role_gained_while_connected_makes_the_next_stream_ask() {
+        let hub = hub();
+        hub.track_live(Vec::new());
+        let first = register(&hub, with_roles("a", &[]), 10);
+        assert!(matches!(first.replay, Replay::NothingPending));
+        hub.dispatch(to_role(1, 11, "R"));
+        let gained = with_roles("a", &["R"]);
+        hub.dispatch(Arc::new(Event {
+            seq: 12,
+            body: EventBody::UserChanged { user: gained.clone(), deleted: false },
+        }));
+        let second = register(&hub, gained.clone(), 12);
+        assert!(
+            matches!(second.replay, Replay::Fresh),
+            "broadcast 1 now addresses them and never reached them"
+        );
+        drop((first, second));
+        assert!(
+            matches!(register(&hub, gained, 12).replay, Replay::Fresh),
+            "nor did they have it when they left"
+        );
     }
 }
