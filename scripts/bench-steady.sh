@@ -11,8 +11,8 @@
 # `herald bench`, so that two server builds can be compared with one load generator.
 # ROUNDS=2 runs the bench twice on the same server with the same users (streams of known users in
 # the second round; for Nchan, subscribers to a channel that holds messages, which it replays to
-# each of them by default), one report each; a
-# round starts once the server has closed every stream of the round before.
+# each of them by default), one report each; a round starts once the server has closed every
+# stream of the round before.
 set -eu
 what=$1 streams=$2 pinned=$3 broadcasts=${4:-20}
 shift $(( $# < 4 ? $# : 4 ))
