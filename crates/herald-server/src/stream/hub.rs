@@ -554,12 +554,53 @@ mod tests {
         Arc::new(Hub::new(config, 10, Arc::default()))
     }
 
-    fn replay_of(hub: &Arc<Hub>, user: &str, profile_as_of: i64) -> Replay {
-        let profile = User::bare(UserId::parse("userId", user).unwrap());
+    fn profile(user: &str, roles: &[&str]) -> User {
+        User {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..User::bare(UserId::parse("userId", user).unwrap())
+        }
+    }
+
+    /// Registers a stream of `profile` read after `profile_as_of`, and keeps it open.
+    fn register(hub: &Arc<Hub>, profile: User, profile_as_of: i64) -> Registration {
         match hub.register(profile, profile_as_of, Arc::from("c"), CancellationToken::new(), None) {
-            Admission::Accepted(reg) => reg.replay,
+            Admission::Accepted(reg) => reg,
             _ => panic!("not admitted"),
         }
+    }
+
+    /// Registers a stream of `user` (no roles) and keeps it open.
+    fn open(hub: &Arc<Hub>, user: &str) -> Registration {
+        register(hub, profile(user, &[]), 0)
+    }
+
+    /// How a stream of `user` (no roles) would start; the stream ends at once.
+    fn replay_of(hub: &Arc<Hub>, user: &str, profile_as_of: i64) -> Replay {
+        register(hub, profile(user, &[]), profile_as_of).replay
+    }
+
+    /// A broadcast live now, to `target_type` (`target_ids`), logged at `seq`.
+    fn message_to(id: i64, seq: i64, target_type: &str, target_ids: &[&str]) -> Arc<Event> {
+        let now = Timestamp::now();
+        let req = CreateBroadcastRequest {
+            sender_id: Some("admin".into()),
+            content: Some("hello".into()),
+            target_type: Some(target_type.into()),
+            target_ids: (!target_ids.is_empty()).then(|| target_ids.iter().map(|t| t.to_string()).collect()),
+            ..Default::default()
+        };
+        let broadcast = command::create(req.validate(now).unwrap(), id, uuid::Uuid::nil(), now).state;
+        Arc::new(Event { seq, body: EventBody::Message { broadcast } })
+    }
+
+    /// An `ALL` broadcast, live now, logged at `seq`.
+    fn message(id: i64, seq: i64) -> Arc<Event> {
+        message_to(id, seq, "ALL", &[])
+    }
+
+    /// `user` changed to `profile`, logged at `seq`.
+    fn user_changed(seq: i64, user: User) -> Arc<Event> {
+        Arc::new(Event { seq, body: EventBody::UserChanged { user, deleted: false } })
     }
 
     #[test]
@@ -568,35 +609,12 @@ mod tests {
         assert!(matches!(replay_of(&hub, "a", 10), Replay::Fresh), "live broadcasts unknown: ask");
         hub.track_live(Vec::new());
         assert!(matches!(replay_of(&hub, "b", 10), Replay::NothingPending));
-        let user = User::bare(UserId::parse("userId", "c").unwrap());
-        hub.dispatch(Arc::new(Event { seq: 11, body: EventBody::UserChanged { user, deleted: false } }));
+        hub.dispatch(user_changed(11, profile("c", &[])));
         assert!(
             matches!(replay_of(&hub, "c", 10), Replay::Fresh),
             "a profile read before a user change may miss a role: ask the store"
         );
         assert!(matches!(replay_of(&hub, "c", 11), Replay::NothingPending));
-    }
-
-    /// An `ALL` broadcast, live now, logged at `seq`.
-    fn message(id: i64, seq: i64) -> Arc<Event> {
-        let now = Timestamp::now();
-        let req = CreateBroadcastRequest {
-            sender_id: Some("admin".into()),
-            content: Some("hello".into()),
-            target_type: Some("ALL".into()),
-            ..Default::default()
-        };
-        let broadcast = command::create(req.validate(now).unwrap(), id, uuid::Uuid::nil(), now).state;
-        Arc::new(Event { seq, body: EventBody::Message { broadcast } })
-    }
-
-    /// Registers a stream of `user` and keeps it open.
-    fn open(hub: &Arc<Hub>, user: &str) -> Registration {
-        let profile = User::bare(UserId::parse("userId", user).unwrap());
-        match hub.register(profile, 0, Arc::from("c"), CancellationToken::new(), None) {
-            Admission::Accepted(reg) => reg,
-            _ => panic!("not admitted"),
-        }
     }
 
     #[test]
@@ -637,16 +655,14 @@ mod tests {
         hub.track_live(Vec::new());
         drop(open(&hub, "a"));
         hub.dispatch(message(1, 11));
-        let user = User::bare(UserId::parse("userId", "x").unwrap());
-        hub.dispatch(Arc::new(Event { seq: 12, body: EventBody::UserChanged { user, deleted: false } }));
+        hub.dispatch(user_changed(12, profile("x", &[])));
         assert!(matches!(replay_of(&hub, "a", 12), Replay::Fresh), "broadcast 1 came after they left");
-        let stream = register(&hub, User::bare(UserId::parse("userId", "a").unwrap()), 12);
+        let stream = register(&hub, profile("a", &[]), 12);
         hub.settled(&stream.guard);
         hub.dispatch(message(2, 13));
         drop(stream);
         assert!(matches!(replay_of(&hub, "a", 13), Replay::NothingPending), "had broadcasts 1 and 2");
-        let user = User::bare(UserId::parse("userId", "a").unwrap());
-        hub.dispatch(Arc::new(Event { seq: 14, body: EventBody::UserChanged { user, deleted: false } }));
+        hub.dispatch(user_changed(14, profile("a", &[])));
         assert!(matches!(replay_of(&hub, "a", 14), Replay::Fresh), "their profile changed since");
     }
 
@@ -673,49 +689,18 @@ mod tests {
         assert!(matches!(replay_of(&hub, "b", 0), Replay::Fresh), "what the closed stream missed is pending");
     }
 
-    fn with_roles(user: &str, roles: &[&str]) -> User {
-        User {
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            ..User::bare(UserId::parse("userId", user).unwrap())
-        }
-    }
-
-    fn to_role(id: i64, seq: i64, role: &str) -> Arc<Event> {
-        let now = Timestamp::now();
-        let req = CreateBroadcastRequest {
-            sender_id: Some("admin".into()),
-            content: Some("hello".into()),
-            target_type: Some("ROLE".into()),
-            target_ids: Some(vec![role.into()]),
-            ..Default::default()
-        };
-        let broadcast = command::create(req.validate(now).unwrap(), id, uuid::Uuid::nil(), now).state;
-        Arc::new(Event { seq, body: EventBody::Message { broadcast } })
-    }
-
-    fn register(hub: &Arc<Hub>, profile: User, profile_as_of: i64) -> Registration {
-        match hub.register(profile, profile_as_of, Arc::from("c"), CancellationToken::new(), None) {
-            Admission::Accepted(reg) => reg,
-            _ => panic!("not admitted"),
-        }
-    }
-
     #[test]
     fn a_stream_registered_with_a_stale_profile_never_vouches_for_the_user() {
         let hub = hub();
         hub.track_live(Vec::new());
-        hub.dispatch(to_role(1, 11, "R"));
-        let changed = with_roles("a", &[]);
-        hub.dispatch(Arc::new(Event {
-            seq: 12,
-            body: EventBody::UserChanged { user: changed, deleted: false },
-        }));
+        hub.dispatch(message_to(1, 11, "ROLE", &["R"]));
+        hub.dispatch(user_changed(12, profile("a", &[])));
         // Read before the change: the store's answer (for the profile without R) says nothing.
-        let stale = register(&hub, with_roles("a", &["R"]), 11);
+        let stale = register(&hub, profile("a", &["R"]), 11);
         assert!(matches!(stale.replay, Replay::Fresh));
         hub.settled(&stale.guard);
         drop(stale);
-        let again = register(&hub, with_roles("a", &["R"]), 12);
+        let again = register(&hub, profile("a", &["R"]), 12);
         assert!(matches!(again.replay, Replay::Fresh), "broadcast 1 (role R) may never have reached them");
     }
 
@@ -723,14 +708,11 @@ mod tests {
     fn a_role_gained_while_connected_makes_the_next_stream_ask() {
         let hub = hub();
         hub.track_live(Vec::new());
-        let first = register(&hub, with_roles("a", &[]), 10);
+        let first = register(&hub, profile("a", &[]), 10);
         assert!(matches!(first.replay, Replay::NothingPending));
-        hub.dispatch(to_role(1, 11, "R"));
-        let gained = with_roles("a", &["R"]);
-        hub.dispatch(Arc::new(Event {
-            seq: 12,
-            body: EventBody::UserChanged { user: gained.clone(), deleted: false },
-        }));
+        hub.dispatch(message_to(1, 11, "ROLE", &["R"]));
+        let gained = profile("a", &["R"]);
+        hub.dispatch(user_changed(12, gained.clone()));
         let second = register(&hub, gained.clone(), 12);
         assert!(
             matches!(second.replay, Replay::Fresh),
