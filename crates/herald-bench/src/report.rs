@@ -31,6 +31,14 @@ impl Percentiles {
     }
 }
 
+/// One broadcast's times from its create request being sent, in ms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BroadcastTimes {
+    pub create_ms: f64,
+    pub first_ms: Option<f64>,
+    pub last_ms: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Server {
     pub before: Option<Usage>,
@@ -74,6 +82,8 @@ pub struct Report {
     pub first_receipt_ms: Percentiles,
     /// Create request sent → the last stream received it, per broadcast, in ms.
     pub last_receipt_ms: Percentiles,
+    /// Each broadcast in the order sent: which of them made the tail.
+    pub broadcasts: Vec<BroadcastTimes>,
     /// Last create request sent → every delivery record committed (from the stats endpoint), in ms.
     pub records_committed_ms: Option<f64>,
     pub storm: Option<Storm>,

@@ -63,16 +63,20 @@ impl Bench {
         report.missing_pairs = report.expected_pairs.saturating_sub(report.delivered_pairs);
         report.latency_ms = Percentiles::of(latencies);
         report.create_ms = Percentiles::of(sent.iter().map(|s| s.answered_ms).collect());
-        let since_create = |times: HashMap<i64, Instant>| {
-            Percentiles::of(
-                times
-                    .iter()
-                    .map(|(bid, at)| at.duration_since(started[bid]).as_secs_f64() * 1000.0)
-                    .collect(),
-            )
+        let ms = |bid: &i64, at: &Instant| at.duration_since(started[bid]).as_secs_f64() * 1000.0;
+        let since_create = |times: &HashMap<i64, Instant>| {
+            Percentiles::of(times.iter().map(|(bid, at)| ms(bid, at)).collect())
         };
-        report.first_receipt_ms = since_create(first);
-        report.last_receipt_ms = since_create(last);
+        report.first_receipt_ms = since_create(&first);
+        report.last_receipt_ms = since_create(&last);
+        report.broadcasts = sent
+            .iter()
+            .map(|s| BroadcastTimes {
+                create_ms: s.answered_ms,
+                first_ms: first.get(&s.id).map(|at| ms(&s.id, at)),
+                last_ms: last.get(&s.id).map(|at| ms(&s.id, at)),
+            })
+            .collect();
     }
 
     /// Drops every stream at once, publishes `missed` broadcasts, reconnects everything with

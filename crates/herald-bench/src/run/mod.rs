@@ -6,7 +6,7 @@ mod traffic;
 
 use crate::client::{self, Counters, StreamLog, StreamSpec, Transport};
 use crate::proc;
-use crate::report::{Percentiles, Report, Server, Storm};
+use crate::report::{BroadcastTimes, Percentiles, Report, Server, Storm};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};

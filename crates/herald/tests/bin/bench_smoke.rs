@@ -44,6 +44,12 @@ fn a_small_bench_run_delivers_every_pair_once_and_reports_json() {
     let (first, last) = (&report["first_receipt_ms"], &report["last_receipt_ms"]);
     assert_eq!((first["count"].as_u64(), last["count"].as_u64()), (Some(4), Some(4)), "one per broadcast");
     assert!(first["max"].as_f64().unwrap() <= last["max"].as_f64().unwrap(), "{stdout}");
+    let each = report["broadcasts"].as_array().expect("each broadcast's times");
+    assert_eq!(each.len(), 4, "{stdout}");
+    for b in each {
+        let (first, last) = (b["first_ms"].as_f64().unwrap(), b["last_ms"].as_f64().unwrap());
+        assert!(b["create_ms"].as_f64().unwrap() > 0.0 && first <= last, "{b}");
+    }
     assert!(report["records_committed_ms"].is_number(), "{stdout}");
     assert!(report["server"]["holding"]["rss_kib"].as_u64().unwrap() > 0);
     assert_eq!(report["storm"]["caught_up"], 30, "{stdout}");
