@@ -12,8 +12,9 @@ use super::window::{Logged, Window};
 use crate::backlog::Backlog;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use herald_domain::{Broadcast, Event, EventBody, Timestamp, User};
+use herald_domain::{Broadcast, Event, EventBody, TargetType, Timestamp, User};
 use herald_store::DeliveryMark;
+use smallvec::SmallVec;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +41,9 @@ struct Conn {
 struct Slot {
     user: Arc<str>,
     profile: User,
-    conns: Vec<Conn>,
+    /// Inline: the pass over every slot for an `ALL` broadcast reads no allocation of its own
+    /// for the usual one stream per user.
+    conns: SmallVec<[Conn; 1]>,
     /// Known to have had every live message that addresses it up to some position (nothing was
     /// pending when a stream registered), and every one since was queued on one of its streams:
     /// `gap` says one was not (no stream took it) or the profile changed.
@@ -250,7 +253,7 @@ impl Hub {
             Entry::Vacant(e) => e.insert(Slot {
                 user: user.clone(),
                 profile,
-                conns: Vec::new(),
+                conns: SmallVec::new(),
                 settled: nothing_pending,
                 gap: stale,
             }),
@@ -332,6 +335,14 @@ impl Hub {
                 }
             }
             EventBody::Message { broadcast } if broadcast.is_live_at(now) => {
+                // Room for the marks of an `ALL` or `SELECTED` broadcast up front (one per
+                // user it reaches; grown a doubling at a time, 15 000 marks were copied over and
+                // over during the pass). A role or product may reach few: those grow.
+                marks.reserve(match broadcast.target.target_type {
+                    TargetType::All => reg.users.len(),
+                    TargetType::Selected => broadcast.target.target_ids.len().min(reg.users.len()),
+                    TargetType::Role | TargetType::Product => 0,
+                });
                 let frame = frame.unwrap_or_default();
                 let logoff = broadcast.is_force_logoff();
                 for_each_recipient(&mut reg, &event.body, |slot| {
@@ -495,7 +506,6 @@ fn gone_for<'a>(entries: impl Iterator<Item = &'a Logged>, user: &User) -> HashS
 
 /// Calls `f` for each connected user the event concerns.
 fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&mut Slot)) {
-    use herald_domain::TargetType;
     let listed: Option<&[String]> = match body {
         EventBody::ReadReceipt { user_id, .. } => Some(std::slice::from_ref(user_id)),
         EventBody::Message { broadcast } if broadcast.target.target_type == TargetType::Selected => {

@@ -34,8 +34,53 @@ struct Sink {
     writer: Arc<Writer>,
 }
 
+/// The queued items in order. The first lives inline, so the writer's walk over thousands of
+/// streams, each with one frame, reads no second allocation per stream (a cache miss each: a
+/// third of the time `perf` gave the writer's `flush`, and a quarter of the hub's `try_send`).
+#[derive(Default)]
+struct Items {
+    front: Option<Out>,
+    rest: VecDeque<Out>,
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        usize::from(self.front.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.front.is_none()
+    }
+
+    fn push_back(&mut self, item: Out) {
+        if self.front.is_none() {
+            self.front = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Out> {
+        let front = self.front.take();
+        self.front = self.rest.pop_front();
+        front
+    }
+
+    fn front(&self) -> Option<&Out> {
+        self.front.as_ref()
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Out> {
+        self.front.as_mut()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Out> {
+        self.front.iter().chain(&self.rest)
+    }
+}
+
 struct State {
-    items: VecDeque<Out>,
+    items: Items,
     sender_gone: bool,
     receiver_gone: bool,
     /// Where the writer writes, once the response head is on a plain socket.
@@ -76,7 +121,7 @@ pub enum Empty {
 pub fn channel(capacity: usize, backlog: Arc<Backlog>) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: Items::default(),
             sender_gone: false,
             receiver_gone: false,
             sink: None,
@@ -244,7 +289,11 @@ enum Wrote {
 /// Writes the frames at the front of `items` to `socket` as far as it takes them without
 /// blocking. Returns how many frames it took and how far it got; a frame it wrote part of stays
 /// at the front, cut to the rest.
-fn write_queued(socket: &TcpStream, items: &mut VecDeque<Out>) -> (usize, Wrote) {
+fn write_queued(socket: &TcpStream, items: &mut Items) -> (usize, Wrote) {
+    // Straight to the socket: tokio's readiness is not asked (another allocation to read per
+    // stream). Only here and in the stream's task is the socket written, never at once; a
+    // `WouldBlock` here hands the stream back to the task, whose write learns it again.
+    let socket = socket2::SockRef::from(socket);
     let mut taken = 0;
     loop {
         let written = {
@@ -258,8 +307,8 @@ fn write_queued(socket: &TcpStream, items: &mut VecDeque<Out>) -> (usize, Wrote)
             match n {
                 0 if items.is_empty() => return (taken, Wrote::All),
                 0 => return (taken, Wrote::Stopped),
-                1 => socket.try_write(&slices[0]),
-                _ => socket.try_write_vectored(&slices[..n]),
+                1 => socket.send_with_flags(&slices[0], libc::MSG_NOSIGNAL),
+                _ => socket.send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL),
             }
         };
         let Ok(mut written) = written else { return (taken, Wrote::Stopped) };
