@@ -4,6 +4,7 @@
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
+use sqlx::postgres::PgQueryResult;
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 
@@ -65,6 +66,18 @@ impl Dialect for Postgres {
 
     fn json_text_rows(n: usize, alias: &str) -> String {
         format!("json_array_elements_text(${n}::json) AS {alias}(value)")
+    }
+
+    fn json_agg(expr: &str) -> String {
+        format!("COALESCE(json_agg({expr}), '[]'::json)::text")
+    }
+
+    fn json_pair(a: &str, b: &str) -> String {
+        format!("json_build_array({a}, {b})")
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 
     fn json_array_rows(n: usize, alias: &str) -> String {

@@ -108,6 +108,13 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The elements of the JSON array of arrays bound as `$n`, as a table `alias` with one column
     /// `value` whose items `value ->> i` reads as text.
     fn json_array_rows(n: usize, alias: &str) -> String;
+    /// The aggregate of `expr` over the rows as a JSON array in text (`[]` for none): a statement
+    /// answers in one row, where sqlx hands SQLite's rows over from its thread one at a time.
+    fn json_agg(expr: &str) -> String;
+    /// The JSON array `[a, b]`, for [`Dialect::json_agg`].
+    fn json_pair(a: &str, b: &str) -> String;
+    /// The rows a statement wrote.
+    fn rows_affected(result: &<Self::DB as Database>::QueryResult) -> u64;
     /// The value for the `target_ids` column from the JSON array bound as `$n`.
     fn target_ids_value(n: usize) -> String;
     /// The value for the `correlation_id` column from the text bound as `$n`.

@@ -45,22 +45,31 @@ where
             return Ok(Vec::new());
         }
         let list = serde_json::to_string(ids).map_err(StoreError::backend)?;
-        let pick = |sql: &str| format!("{sql} WHERE user_id IN {}", D::json_texts(1));
-        let found: Vec<String> = sqlx::query_scalar::<D::DB, String>(&pick("SELECT user_id FROM users"))
-            .bind(list.as_str())
-            .fetch_all(self.d.reader())
-            .await?;
+        // One statement and one row (sqlx hands SQLite's rows over from its thread one by one,
+        // a wake-up each: a burst of connects looked up 70 users at a time).
+        let listed = D::json_texts(1);
+        let of =
+            |table: &str, value: &str| format!("(SELECT {value} FROM {table} WHERE user_id IN {listed})");
+        let sql = format!(
+            "SELECT {}, {}, {}",
+            of("users", &D::json_agg("user_id")),
+            of("user_roles", &D::json_agg(&D::json_pair("user_id", "role"))),
+            of("user_products", &D::json_agg(&D::json_pair("user_id", "product"))),
+        );
+        let row = sqlx::query::<D::DB>(&sql).bind(list.as_str()).fetch_one(self.d.reader()).await?;
+        let json = |i: usize| -> StoreResult<String> { get(&row, i) };
+        let found: Vec<String> = serde_json::from_str(&json(0)?).map_err(StoreError::corrupt)?;
         let mut users: BTreeMap<String, User> = BTreeMap::new();
         for id in found {
             let user_id = UserId::parse("userId", &id).map_err(StoreError::corrupt)?;
             users.insert(id, User::bare(user_id));
         }
-        for (table, column) in [("user_roles", "role"), ("user_products", "product")] {
-            let sql = pick(&format!("SELECT user_id, {column} FROM {table}"));
-            for row in sqlx::query::<D::DB>(&sql).bind(list.as_str()).fetch_all(self.d.reader()).await? {
-                let (id, name): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+        for column in [1, 2] {
+            let pairs: Vec<(String, String)> =
+                serde_json::from_str(&json(column)?).map_err(StoreError::corrupt)?;
+            for (id, name) in pairs {
                 if let Some(user) = users.get_mut(&id) {
-                    let set = if table == "user_roles" { &mut user.roles } else { &mut user.products };
+                    let set = if column == 1 { &mut user.roles } else { &mut user.products };
                     set.insert(name);
                 }
             }
@@ -88,15 +97,13 @@ where
             let list = serde_json::to_string(&missing).map_err(StoreError::backend)?;
             let sql = format!(
                 "INSERT INTO users (user_id, created_at, updated_at) SELECT n.value, $2, $2 FROM {} \
-                 WHERE true ON CONFLICT DO NOTHING RETURNING user_id",
+                 WHERE true ON CONFLICT DO NOTHING",
                 D::json_text_rows(1, "n")
             );
-            let added: Vec<String> = sqlx::query_scalar::<D::DB, String>(&sql)
-                .bind(list)
-                .bind(now.millis())
-                .fetch_all(self.d.writer())
-                .await?;
-            if added.len() < missing.len() {
+            // The count, not a row per user added (see `load_users`).
+            let result =
+                sqlx::query::<D::DB>(&sql).bind(list).bind(now.millis()).execute(self.d.writer()).await?;
+            if D::rows_affected(&result) < missing.len() as u64 {
                 // Some were added meanwhile (by an import, say): read what was written.
                 let raced: Vec<String> = missing.iter().map(|n| (*n).to_owned()).collect();
                 known.extend(self.load_users(&raced).await?.into_iter().map(|u| (u.user_id.to_string(), u)));

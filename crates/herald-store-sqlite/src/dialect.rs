@@ -4,6 +4,7 @@
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
+use sqlx::sqlite::SqliteQueryResult;
 use sqlx::SqliteConnection;
 
 pub struct Sqlite {
@@ -62,6 +63,18 @@ impl Dialect for Sqlite {
 
     fn json_text_rows(n: usize, alias: &str) -> String {
         format!("json_each(${n}) AS {alias}")
+    }
+
+    fn json_agg(expr: &str) -> String {
+        format!("json_group_array({expr})")
+    }
+
+    fn json_pair(a: &str, b: &str) -> String {
+        format!("json_array({a}, {b})")
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 
     fn json_array_rows(n: usize, alias: &str) -> String {
