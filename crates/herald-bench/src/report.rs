@@ -31,7 +31,8 @@ impl Percentiles {
     }
 }
 
-/// One broadcast's times from its create request being sent, in ms.
+/// One broadcast's times in ms, each from its create request being sent: until the answer, the
+/// first stream and the last stream had it.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct BroadcastTimes {
     pub create_ms: f64,
@@ -82,7 +83,7 @@ pub struct Report {
     pub first_receipt_ms: Percentiles,
     /// Create request sent → the last stream received it, per broadcast, in ms.
     pub last_receipt_ms: Percentiles,
-    /// Each broadcast in the order sent: which of them made the tail.
+    /// Each broadcast created, in the order sent: which of them made the tail.
     pub broadcasts: Vec<BroadcastTimes>,
     /// Last create request sent → every delivery record committed (from the stats endpoint), in ms.
     pub records_committed_ms: Option<f64>,
