@@ -272,6 +272,39 @@ pub async fn a_burst_of_first_connects_gets_every_user_once(backend: Backend) {
     db.drop_database().await;
 }
 
+/// A page of the directory, however it is read, gives each user its own roles and products (a
+/// user with none, one with several of each, names with quotes), in id order.
+pub async fn each_listed_user_has_its_own_roles_and_products(backend: Backend) {
+    let db = backend.fresh_database().await;
+    let store = open(&db).await;
+    let now = Timestamp::now();
+    let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    let profile = |id: &str, roles: &[&str], products: &[&str]| User {
+        user_id: UserId::parse("userId", id).unwrap(),
+        roles: set(roles),
+        products: set(products),
+    };
+    let users = [
+        profile("b-both", &["AUDITOR", "USER"], &["Payments", "Say \"hi\""]),
+        profile("a-none", &[], &[]),
+        profile("c-products", &[], &["Analytics"]),
+        profile("d-roles", &["ADMIN"], &[]),
+    ];
+    for u in &users {
+        store.put_user(u, now).await.unwrap();
+    }
+    let mut sorted = users.to_vec();
+    sorted.sort_by(|a, b| a.user_id.as_str().cmp(b.user_id.as_str()));
+    assert_eq!(store.list_users(None, 10).await.unwrap(), sorted);
+    assert_eq!(store.list_users(Some("b-both"), 2).await.unwrap(), sorted[2..4]);
+    assert_eq!(store.get_user("b-both").await.unwrap().as_ref(), Some(&users[0]));
+    assert_eq!(store.get_user("nobody").await.unwrap(), None);
+    let known = UserId::parse("userId", "c-products").unwrap();
+    assert_eq!(store.ensure_user(&known, now).await.unwrap(), users[2], "a known user as stored");
+    store.close().await;
+    db.drop_database().await;
+}
+
 pub async fn one_batch_of_marks_over_several_broadcasts_counts_each(backend: Backend) {
     let db = backend.fresh_database().await;
     let store = open(&db).await;

@@ -13,6 +13,7 @@ on_both_backends!(
     pending_stops_at_the_given_position_and_skips_delivered,
     seeding_is_idempotent_and_keeps_edits,
     a_burst_of_first_connects_gets_every_user_once,
+    each_listed_user_has_its_own_roles_and_products,
     a_burst_of_pending_lookups_answers_each_its_own,
     one_batch_of_marks_over_several_broadcasts_counts_each,
     a_dead_letter_is_kept_once_per_record_and_deletes,
