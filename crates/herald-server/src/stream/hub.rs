@@ -589,6 +589,14 @@ mod tests {
         register(hub, profile(user, &[]), profile_as_of).replay
     }
 
+    /// Dispatches one broadcast more than a stream's queue holds (ids from `id`, positions from
+    /// `seq`): an open stream that reads none of them is closed.
+    fn overflow(hub: &Arc<Hub>, id: i64, seq: i64) {
+        for i in 0..=hub.config.queue as i64 {
+            hub.dispatch(message(id + i, seq + i));
+        }
+    }
+
     /// A broadcast live now, to `target_type` (`target_ids`), logged at `seq`.
     fn message_to(id: i64, seq: i64, target_type: &str, target_ids: &[&str]) -> Arc<Event> {
         let now = Timestamp::now();
@@ -650,10 +658,7 @@ mod tests {
         let hub = hub();
         hub.track_live(Vec::new());
         let stream = open(&hub, "a");
-        for i in 0..8 {
-            hub.dispatch(message(i + 1, 11 + i));
-        }
-        hub.dispatch(message(9, 19));
+        overflow(&hub, 1, 11);
         assert!(!hub.is_connected("a"), "the full queue closed the stream");
         drop(stream);
         assert!(matches!(replay_of(&hub, "a", 0), Replay::Fresh), "broadcast 9 never reached them");
@@ -689,9 +694,7 @@ mod tests {
 
         // A stream closed for a full queue while its query ran; a new one opened meanwhile.
         let closed = open(&hub, "b");
-        for i in 0..9 {
-            hub.dispatch(message(2 + i, 12 + i));
-        }
+        overflow(&hub, 2, 12);
         assert!(!hub.is_connected("b"), "the full queue closed the stream");
         let other = open(&hub, "b");
         hub.settled(&closed.guard);
