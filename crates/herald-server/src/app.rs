@@ -341,6 +341,8 @@ fn hub_config(config: &Config) -> HubConfig {
         total: config.max_connections,
         window_entries: config.replay_window,
         window_bytes: config.replay_window_bytes,
+        // Other nodes write the directory too: their changes reach this hub only later.
+        serve_profiles: !matches!(config.bus, BusKind::Kafka),
     }
 }
 

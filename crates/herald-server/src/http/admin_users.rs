@@ -76,6 +76,7 @@ async fn put(
         products: parse_names("products", &body.products)?,
     };
     let saved = app.store.put_user(&user, Timestamp::now()).await?;
+    app.hub.profile_written(saved.user_id.as_str());
     tracing::info!(user.id = %saved.user_id, "user saved");
     json(&UserView::from(&saved))
 }
@@ -87,7 +88,9 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
-    if app.store.delete_user(id.as_str(), Timestamp::now()).await? {
+    let deleted = app.store.delete_user(id.as_str(), Timestamp::now()).await?;
+    app.hub.profile_written(id.as_str());
+    if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("user {id} does not exist")))

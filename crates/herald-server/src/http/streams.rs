@@ -10,7 +10,7 @@ use crate::limits::ConnSlot;
 use crate::metrics::Rejection;
 use crate::net::{ConnCtl, STREAM_PATHS};
 use crate::state::AppState;
-use crate::stream::ConnectRequest;
+use crate::stream::{ConnectRequest, ProfileMark};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -76,12 +76,9 @@ async fn connect(
     if let Some(Extension(c)) = &ctl {
         tracing::debug!(user.id = %user_id, peer = %c.peer, ?last_event_id, "stream opening");
     }
-    // The directory is read after this position: a user change logged later makes the hub
-    // ask the store for pending messages instead of trusting this profile.
-    let profile_as_of = app.hub.head();
-    let user = match caller.identity() {
+    let (user, profile_as_of) = match caller.identity() {
         Some(identity) => sync_directory(&app, identity).await?,
-        None => app.store.ensure_user(&user_id, Timestamp::now()).await?,
+        None => profile(&app, &user_id).await?,
     };
     let req = ConnectRequest {
         user,
@@ -121,19 +118,32 @@ fn forwarded_slot(
     }
 }
 
+/// The user as the directory has it (added when new), and where the hub was when it was read.
+/// The hub's own copy, when it has one it vouches for, spares the directory a lookup.
+async fn profile(app: &AppState, id: &UserId) -> Result<(User, ProfileMark), ApiError> {
+    if let Some(known) = app.hub.known_profile(id.as_str()) {
+        return Ok(known);
+    }
+    // A user change logged after this mark makes the hub ask the store for pending messages
+    // instead of trusting the profile read now.
+    let mark = app.hub.profile_mark();
+    Ok((app.store.ensure_user(id, Timestamp::now()).await?, mark))
+}
+
 /// The token's roles and products update the directory when they differ from it.
-async fn sync_directory(app: &AppState, identity: &Identity) -> Result<User, ApiError> {
-    let now = Timestamp::now();
-    let stored = app.store.ensure_user(&identity.user, now).await?;
+async fn sync_directory(app: &AppState, identity: &Identity) -> Result<(User, ProfileMark), ApiError> {
+    let (stored, mark) = profile(app, &identity.user).await?;
     if stored.roles == identity.roles && stored.products == identity.products {
-        return Ok(stored);
+        return Ok((stored, mark));
     }
     let user = User {
         user_id: identity.user.clone(),
         roles: identity.roles.clone(),
         products: identity.products.clone(),
     };
-    Ok(app.store.put_user(&user, now).await?)
+    let saved = app.store.put_user(&user, Timestamp::now()).await?;
+    app.hub.profile_written(saved.user_id.as_str());
+    Ok((saved, mark))
 }
 
 #[derive(Deserialize, Default)]

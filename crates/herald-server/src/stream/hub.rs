@@ -28,6 +28,10 @@ pub struct HubConfig {
     pub total: usize,
     pub window_entries: usize,
     pub window_bytes: usize,
+    /// Whether a connect may take a user's profile from the hub instead of the directory: only
+    /// when no other node writes the directory, so every change is either made here (and
+    /// announced with [`Hub::profile_written`]) or already dispatched.
+    pub serve_profiles: bool,
 }
 
 struct Conn {
@@ -49,6 +53,9 @@ struct Slot {
     /// `gap` says one was not (no stream took it) or the profile changed.
     settled: bool,
     gap: bool,
+    /// `profile` is the directory's as of the head: read after the last user change dispatched,
+    /// or set by a later one, and not written here since (see [`Hub::known_profile`]).
+    vouched: bool,
 }
 
 impl Slot {
@@ -58,12 +65,14 @@ impl Slot {
     }
 }
 
-/// A user whose last stream on this node ended with every message that addresses `profile` up to
-/// position `upto` queued for it: a fresh stream of theirs skips the pending query unless a live
-/// broadcast logged after `upto` addresses them.
+/// A user whose last stream on this node ended. With `upto`, every message that addresses
+/// `profile` up to that position was queued for them: a fresh stream of theirs skips the pending
+/// query unless a live broadcast logged after `upto` addresses them. When `vouched` (as in
+/// [`Slot`]), their next stream skips the directory.
 struct Departed {
     profile: User,
-    upto: i64,
+    upto: Option<i64>,
+    vouched: bool,
 }
 
 /// A broadcast that may be live, with the position of its message (for those live when the hub
@@ -84,8 +93,11 @@ struct Registry {
     live: Option<HashMap<i64, Live>>,
     /// The position of the last user change dispatched: a profile read before it may be stale.
     last_user_change: i64,
-    /// Users whose streams all ended complete (see [`Departed`]); at most as many as the node may
-    /// hold streams, emptied when full.
+    /// Directory writes made on this node ([`Hub::profile_written`]): a profile read while one
+    /// was made may be older than it.
+    writes: u64,
+    /// Users whose streams all ended (see [`Departed`]); at most as many as the node may hold
+    /// streams, emptied when full.
     departed: HashMap<Arc<str>, Departed>,
 }
 
@@ -114,6 +126,14 @@ pub enum Replay {
     Store { after: i64 },
     /// The position is ahead of this node's log: the client must resync.
     Unknown,
+}
+
+/// Where the hub was when a profile was read: a user change dispatched after `head`, or a
+/// directory write made here after `writes`, may be missing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileMark {
+    pub head: i64,
+    pub writes: u64,
 }
 
 pub struct Registration {
@@ -160,6 +180,7 @@ impl Hub {
                 window,
                 live: None,
                 last_user_change: 0,
+                writes: 0,
                 departed: HashMap::new(),
             }),
             config,
@@ -184,6 +205,12 @@ impl Hub {
         self.lock().head
     }
 
+    /// Where the hub is before a profile is read from the directory (see [`ProfileMark`]).
+    pub fn profile_mark(&self) -> ProfileMark {
+        let reg = self.lock();
+        ProfileMark { head: reg.head, writes: reg.writes }
+    }
+
     /// How many active broadcasts to read to start tracking them: one more than it tracks.
     pub const LIVE_PAGE: u32 = MAX_LIVE_TRACKED as u32 + 1;
 
@@ -201,11 +228,11 @@ impl Hub {
         reg.live = (live.len() <= MAX_LIVE_TRACKED).then_some(live);
     }
 
-    /// Registers a stream of `profile`, read from the directory after position `profile_as_of`.
+    /// Registers a stream of `profile`, read from the directory after `profile_as_of`.
     pub fn register(
         self: &Arc<Self>,
         profile: User,
-        profile_as_of: i64,
+        profile_as_of: ProfileMark,
         connection_id: Arc<str>,
         kill: CancellationToken,
         last_event_id: Option<i64>,
@@ -226,11 +253,11 @@ impl Hub {
         // Up to where the user is known to have had every message that addresses its profile.
         let had_upto = match (reg.users.get(&user), reg.departed.get(&user)) {
             (Some(slot), _) if slot.complete() && slot.profile == profile => Some(head),
-            (None, Some(d)) if d.profile == profile => Some(d.upto),
+            (None, Some(d)) if d.profile == profile => d.upto,
             _ => None,
         };
         let replay = match last_event_id {
-            None if reg.last_user_change <= profile_as_of
+            None if reg.last_user_change <= profile_as_of.head
                 && !may_have_pending(&mut reg.live, &profile, had_upto) =>
             {
                 Replay::NothingPending
@@ -248,7 +275,9 @@ impl Hub {
         let nothing_pending = matches!(replay, Replay::NothingPending);
         // A profile read before the last user change dispatched may miss a role: the store's
         // answer for the current one does not vouch for a slot that holds it.
-        let stale = reg.last_user_change > profile_as_of;
+        let stale = reg.last_user_change > profile_as_of.head;
+        // Nor does one read while a directory write was made here vouch for the profile.
+        let vouched = !stale && reg.writes == profile_as_of.writes;
         let slot = match reg.users.entry(user.clone()) {
             Entry::Vacant(e) => e.insert(Slot {
                 user: user.clone(),
@@ -256,6 +285,7 @@ impl Hub {
                 conns: SmallVec::new(),
                 settled: nothing_pending,
                 gap: stale,
+                vouched,
             }),
             Entry::Occupied(e) => {
                 let slot = e.into_mut();
@@ -264,6 +294,7 @@ impl Hub {
                     // message comes to this slot: whatever gap it had is behind it.
                     (slot.settled, slot.gap) = (true, false);
                 }
+                slot.vouched |= vouched && slot.profile == profile;
                 slot
             }
         };
@@ -277,6 +308,33 @@ impl Hub {
             replay,
             guard: ConnGuard { hub: self.clone(), user, id },
         })
+    }
+
+    /// The user's profile as the directory has it at the returned position (the head), when this
+    /// node has seen them since their last change and the hub serves profiles: a connect then
+    /// skips the directory.
+    pub fn known_profile(&self, user: &str) -> Option<(User, ProfileMark)> {
+        if !self.config.serve_profiles {
+            return None;
+        }
+        let reg = self.lock();
+        let profile = match (reg.users.get(user), reg.departed.get(user)) {
+            (Some(slot), _) if slot.vouched => &slot.profile,
+            (None, Some(d)) if d.vouched => &d.profile,
+            _ => return None,
+        };
+        Some((profile.clone(), ProfileMark { head: reg.head, writes: reg.writes }))
+    }
+
+    /// This node has just written the user to the directory: until the change is dispatched, the
+    /// hub's copy of the profile may be older than it.
+    pub fn profile_written(&self, user: &str) {
+        let mut reg = self.lock();
+        reg.writes += 1;
+        reg.departed.remove(user);
+        if let Some(slot) = reg.users.get_mut(user) {
+            slot.vouched = false;
+        }
     }
 
     /// Up to `max` window entries with `after < seq <= upto`, or `None` when the window no longer
@@ -332,6 +390,8 @@ impl Hub {
                     slot.profile = if *deleted { User::bare(user.user_id.clone()) } else { user.clone() };
                     // A live broadcast may address the new profile that the old one did not.
                     slot.gap = true;
+                    // A deleted user's next stream adds them to the directory again.
+                    slot.vouched = !*deleted;
                 }
             }
             EventBody::Message { broadcast } if broadcast.is_live_at(now) => {
@@ -449,19 +509,19 @@ impl Hub {
     }
 }
 
-/// Removes the user's slot, whose last stream ended; a user that had every message so far is
-/// remembered as departed (at most `max` of them: when full, they are all forgotten).
+/// Removes the user's slot, whose last stream ended, and remembers them as departed (at most
+/// `max` of them: when full, they are all forgotten).
 fn remove_slot(reg: &mut Registry, user: &str, max: usize) {
     let Some(slot) = reg.users.remove(user) else { return };
-    // Without a live set (more broadcasts live than it follows) the memory would go unused.
-    if !slot.complete() || reg.live.is_none() {
+    // Without a live set (more broadcasts live than it follows) `upto` would go unused.
+    let upto = (slot.complete() && reg.live.is_some()).then_some(reg.head);
+    if upto.is_none() && !slot.vouched {
         return;
     }
     if reg.departed.len() >= max {
         reg.departed.clear();
     }
-    let upto = reg.head;
-    reg.departed.insert(slot.user, Departed { profile: slot.profile, upto });
+    reg.departed.insert(slot.user, Departed { profile: slot.profile, upto, vouched: slot.vouched });
 }
 
 /// Keeps the live set up to date with a dispatched event.
@@ -559,8 +619,14 @@ mod tests {
     use herald_domain::{command, CreateBroadcastRequest, UserId};
 
     fn hub() -> Arc<Hub> {
-        let config =
-            HubConfig { queue: 8, per_user: 4, total: 100, window_entries: 100, window_bytes: 1 << 20 };
+        let config = HubConfig {
+            queue: 8,
+            per_user: 4,
+            total: 100,
+            window_entries: 100,
+            window_bytes: 1 << 20,
+            serve_profiles: true,
+        };
         Arc::new(Hub::new(config, 10, Arc::default()))
     }
 
@@ -571,12 +637,18 @@ mod tests {
         }
     }
 
-    /// Registers a stream of `profile` read after `profile_as_of`, and keeps it open.
-    fn register(hub: &Arc<Hub>, profile: User, profile_as_of: i64) -> Registration {
-        match hub.register(profile, profile_as_of, Arc::from("c"), CancellationToken::new(), None) {
+    /// Registers a stream of `profile` read at `mark`, and keeps it open.
+    fn register_at(hub: &Arc<Hub>, profile: User, mark: ProfileMark) -> Registration {
+        match hub.register(profile, mark, Arc::from("c"), CancellationToken::new(), None) {
             Admission::Accepted(reg) => reg,
             _ => panic!("not admitted"),
         }
+    }
+
+    /// Registers a stream of `profile` read after position `profile_as_of` (and before any
+    /// directory write), and keeps it open.
+    fn register(hub: &Arc<Hub>, profile: User, profile_as_of: i64) -> Registration {
+        register_at(hub, profile, ProfileMark { head: profile_as_of, writes: 0 })
     }
 
     /// Registers a stream of `user` (no roles) and keeps it open.
@@ -736,5 +808,63 @@ mod tests {
             matches!(register(&hub, gained, 12).replay, Replay::Fresh),
             "nor did they have it when they left"
         );
+    }
+
+    fn known(hub: &Hub, user: &str) -> Option<User> {
+        hub.known_profile(user).map(|(profile, _)| profile)
+    }
+
+    #[test]
+    fn a_user_seen_here_since_their_last_change_skips_the_directory() {
+        let hub = hub();
+        let a = profile("a", &["R"]);
+        let stream = register_at(&hub, a.clone(), hub.profile_mark());
+        assert_eq!(known(&hub, "a"), Some(a.clone()), "connected");
+        drop(stream);
+        assert_eq!(known(&hub, "a"), Some(a.clone()), "departed");
+        let (_, mark) = hub.known_profile("a").unwrap();
+        assert_eq!(mark, hub.profile_mark(), "current at the head");
+        hub.dispatch(user_changed(11, profile("a", &["S"])));
+        assert_eq!(known(&hub, "a"), None, "changed after they left: read the directory");
+        assert_eq!(known(&hub, "z"), None, "never seen here");
+
+        let b = register_at(&hub, profile("b", &[]), hub.profile_mark());
+        hub.dispatch(user_changed(12, profile("b", &["S"])));
+        assert_eq!(known(&hub, "b"), Some(profile("b", &["S"])), "changed while connected: the change");
+        let deleted = User::bare(UserId::parse("userId", "b").unwrap());
+        hub.dispatch(Arc::new(Event {
+            seq: 13,
+            body: EventBody::UserChanged { user: deleted, deleted: true },
+        }));
+        assert_eq!(known(&hub, "b"), None, "deleted: the directory adds them again");
+        drop(b);
+    }
+
+    #[test]
+    fn a_profile_that_may_miss_a_change_is_read_from_the_directory() {
+        let hub = hub();
+        let a = register_at(&hub, profile("a", &[]), hub.profile_mark());
+        hub.profile_written("a");
+        assert_eq!(known(&hub, "a"), None, "written here and not dispatched yet");
+        hub.dispatch(user_changed(11, profile("a", &["R"])));
+        assert_eq!(known(&hub, "a"), Some(profile("a", &["R"])), "the write, dispatched");
+
+        // Read before a write made here, registered after it.
+        let mark = hub.profile_mark();
+        hub.profile_written("c");
+        let c = register_at(&hub, profile("c", &[]), mark);
+        assert_eq!(known(&hub, "c"), None, "the read may have missed the write");
+        drop(c);
+        assert_eq!(known(&hub, "c"), None, "nor once departed");
+
+        // Read before a user change dispatched (any user's).
+        let d = register(&hub, profile("d", &[]), 10);
+        assert_eq!(known(&hub, "d"), None, "read before the change at 11");
+        drop((a, d));
+
+        let config = HubConfig { serve_profiles: false, ..hub.config.clone() };
+        let other = Arc::new(Hub::new(config, 10, Arc::default()));
+        drop(register_at(&other, profile("a", &[]), other.profile_mark()));
+        assert_eq!(known(&other, "a"), None, "other nodes write the directory too");
     }
 }

@@ -12,7 +12,7 @@ mod queue;
 mod service;
 mod window;
 
-pub use hub::{Hub, HubConfig};
+pub use hub::{Hub, HubConfig, ProfileMark};
 pub use open::{ConnectRequest, Refused};
 pub use presence::Presence;
 pub use service::StreamService;

@@ -4,7 +4,7 @@
 use super::body::SseStream;
 use super::catch_up::CatchUp;
 use super::frame;
-use super::hub::{Admission, Registration};
+use super::hub::{Admission, ProfileMark, Registration};
 use super::service::StreamService;
 use crate::limits::ConnSlot;
 use crate::metrics::Rejection;
@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct ConnectRequest {
     pub user: User,
-    /// The hub's head before `user` was read from the directory.
-    pub profile_as_of: i64,
+    /// Where the hub was when `user` was read from the directory (or from the hub itself).
+    pub profile_as_of: ProfileMark,
     pub connection_id: Arc<str>,
     pub last_event_id: Option<i64>,
     /// When the caller's token expires: the stream ends then with `TOKEN_EXPIRED`.

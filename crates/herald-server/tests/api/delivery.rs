@@ -358,6 +358,45 @@ async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
     app.stop().await;
 }
 
+/// A comeback takes the profile this node remembers from the user's last stream, unless it was
+/// changed or deleted since: then the next stream has what the change brings.
+async fn a_user_changed_while_away_comes_back_with_the_new_profile(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
+    let mut s = app.online("user-001").await;
+    let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
+    assert!(messages_until(&mut s, marker).await.is_empty(), "not an auditor yet");
+    drop(s);
+    app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
+    app.eventually(&format!("/api/admin/broadcasts/{marker}/stats"), |v| v["totalDelivered"] == 1).await;
+    let r = app
+        .client
+        .put(app.url("/api/admin/users/user-001"))
+        .json(&json!({"roles": ["USER", "AUDITOR"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = app.online("user-001").await;
+    let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
+    assert_eq!(messages_until(&mut s, marker).await, BTreeSet::from([b]), "the new role's broadcast");
+    drop(s);
+    app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
+    for id in [b, marker] {
+        app.eventually(&format!("/api/admin/broadcasts/{id}/stats"), |v| v["totalDelivered"] == 1).await;
+    }
+
+    let r = app.client.delete(app.url("/api/admin/users/user-001")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let mut s = app.online("user-001").await;
+    let user = app.get_json("/api/admin/users/user-001").await;
+    assert_eq!(user["roles"], json!([]), "a deleted user who connects is in the directory again: {user}");
+    let auditors = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
+    let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
+    assert!(messages_until(&mut s, marker).await.is_empty(), "no longer an auditor: not {auditors}");
+    app.stop().await;
+}
+
 on_both_backends!(
     each_target_type_reaches_exactly_its_audience,
     pending_messages_are_delivered_once_on_connect,
@@ -373,4 +412,5 @@ on_both_backends!(
     force_logoff_closes_every_stream_of_its_users,
     fire_and_forget_reaches_only_open_streams_and_never_an_inbox,
     a_user_who_gains_a_role_sees_its_active_broadcasts,
+    a_user_changed_while_away_comes_back_with_the_new_profile,
 );
