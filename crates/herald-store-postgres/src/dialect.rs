@@ -4,7 +4,6 @@
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
-use sqlx::postgres::PgQueryResult;
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 
@@ -30,6 +29,16 @@ impl Dialect for Postgres {
 
     async fn assign_positions(&self, limit: u32) -> StoreResult<()> {
         crate::relay::move_outbox(self.writer(), limit).await
+    }
+
+    async fn execute_relaxed(&self, sql: &str, text: &str, int: i64) -> StoreResult<u64> {
+        let mut tx = self.writer().begin().await?;
+        // The commit returns before its WAL record is flushed; a crash loses at most the last
+        // few such commits, never a part of one.
+        sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
+        let written = sqlx::query(sql).bind(text).bind(int).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {
@@ -74,10 +83,6 @@ impl Dialect for Postgres {
 
     fn json_pair(a: &str, b: &str) -> String {
         format!("json_build_array({a}, {b})")
-    }
-
-    fn rows_affected(result: &PgQueryResult) -> u64 {
-        result.rows_affected()
     }
 
     fn json_array_rows(n: usize, alias: &str) -> String {

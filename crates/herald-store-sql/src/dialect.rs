@@ -67,6 +67,16 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
     /// assigned them in the writing transaction (one writer: commit order is position order).
     fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Runs `sql` with the text `$1` and the integer `$2` in a transaction of its own whose
+    /// commit an OS crash may undo (a process crash cannot): for writes that are redone on demand,
+    /// like adding a connecting user to the directory, so that they cost no `fsync` of their own.
+    /// Returns the rows written.
+    fn execute_relaxed(
+        &self,
+        sql: &str,
+        text: &str,
+        int: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Tells every node's [`Signals::disconnect`] to close a stream: PostgreSQL through `NOTIFY`,
     /// SQLite (one node) directly.
     fn announce_disconnect(&self, request: &Disconnect) -> impl Future<Output = StoreResult<()>> + Send;
@@ -113,8 +123,6 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     fn json_agg(expr: &str) -> String;
     /// The JSON array `[a, b]`, for [`Dialect::json_agg`].
     fn json_pair(a: &str, b: &str) -> String;
-    /// The rows a statement wrote.
-    fn rows_affected(result: &<Self::DB as Database>::QueryResult) -> u64;
     /// The value for the `target_ids` column from the JSON array bound as `$n`.
     fn target_ids_value(n: usize) -> String;
     /// The value for the `correlation_id` column from the text bound as `$n`.

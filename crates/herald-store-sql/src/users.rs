@@ -100,10 +100,10 @@ where
                  WHERE true ON CONFLICT DO NOTHING",
                 D::json_text_rows(1, "n")
             );
-            // The count, not a row per user added (see `load_users`).
-            let result =
-                sqlx::query::<D::DB>(&sql).bind(list).bind(now.millis()).execute(self.d.writer()).await?;
-            if D::rows_affected(&result) < missing.len() as u64 {
+            // The count, not a row per user added (see `load_users`). A user an OS crash takes
+            // back out is added again at their next connect.
+            let added = self.d.execute_relaxed(&sql, &list, now.millis()).await?;
+            if added < missing.len() as u64 {
                 // Some were added meanwhile (by an import, say): read what was written.
                 let raced: Vec<String> = missing.iter().map(|n| (*n).to_owned()).collect();
                 known.extend(self.load_users(&raced).await?.into_iter().map(|u| (u.user_id.to_string(), u)));

@@ -4,7 +4,7 @@
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
-use sqlx::sqlite::SqliteQueryResult;
+use sqlx::pool::PoolConnection;
 use sqlx::SqliteConnection;
 
 pub struct Sqlite {
@@ -16,6 +16,13 @@ impl Dialect for Sqlite {
 
     fn connections(&self) -> &Connections<sqlx::Sqlite> {
         &self.connections
+    }
+
+    async fn execute_relaxed(&self, sql: &str, text: &str, int: i64) -> StoreResult<u64> {
+        let mut conn = Relaxed::acquire(self.writer().acquire().await?).await?;
+        let written = sqlx::query(sql).bind(text).bind(int).execute(&mut *conn.conn).await;
+        conn.restore().await?;
+        Ok(written?.rows_affected())
     }
 
     async fn assign_positions(&self, _limit: u32) -> StoreResult<()> {
@@ -73,10 +80,6 @@ impl Dialect for Sqlite {
         format!("json_array({a}, {b})")
     }
 
-    fn rows_affected(result: &SqliteQueryResult) -> u64 {
-        result.rows_affected()
-    }
-
     fn json_array_rows(n: usize, alias: &str) -> String {
         Self::json_text_rows(n, alias)
     }
@@ -128,5 +131,62 @@ impl Dialect for Sqlite {
                  WHERE t.broadcast_id IN {ids}"
             ),
         }
+    }
+}
+
+/// The writer connection with `synchronous = NORMAL`: its commits write the WAL without an
+/// `fsync`, which the next `FULL` commit (or checkpoint) makes for them, in order. It goes back to
+/// the pool only once `FULL` again; if that did not happen (an error, or the caller went away),
+/// it is closed instead, and the pool opens a new one with the configured `FULL`.
+struct Relaxed {
+    conn: PoolConnection<sqlx::Sqlite>,
+    restored: bool,
+}
+
+impl Relaxed {
+    async fn acquire(mut conn: PoolConnection<sqlx::Sqlite>) -> StoreResult<Self> {
+        // On this connection only, between its transactions.
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        Ok(Self { conn, restored: false })
+    }
+
+    async fn restore(mut self) -> StoreResult<()> {
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *self.conn).await?;
+        self.restored = true;
+        Ok(())
+    }
+}
+
+impl Drop for Relaxed {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous(d: &Sqlite) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous").fetch_one(d.writer()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_writer_commits_with_fsync_again_after_a_relaxed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::open(&format!("sqlite://{}/h.db", dir.path().display())).await.unwrap();
+        let d = store.dialect();
+        const FULL: i64 = 2;
+        assert_eq!(synchronous(d).await, FULL);
+        let sql = "INSERT INTO users (user_id, created_at, updated_at) SELECT $1, $2, $2";
+        assert_eq!(d.execute_relaxed(sql, "u1", 5).await.unwrap(), 1);
+        assert_eq!(synchronous(d).await, FULL, "restored");
+        assert!(d.execute_relaxed(sql, "u1", 5).await.is_err(), "u1 exists");
+        assert_eq!(synchronous(d).await, FULL, "restored after a failed write");
+        // One that is never restored (its caller went away) is closed, not pooled.
+        drop(Relaxed::acquire(d.writer().acquire().await.unwrap()).await.unwrap());
+        assert_eq!(synchronous(d).await, FULL, "a new connection");
     }
 }
