@@ -48,14 +48,18 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::backend(OpenError(format!("cannot create {}: {e}", dir.display()))))?;
     }
+    // No ping before handing a connection out (sqlx's default): an SQLite connection is a file
+    // in this process, and the ping was one more round trip to its thread per statement.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await?;
     migrator(&MIGRATIONS).run(&write).await.map_err(StoreError::backend)?;
     let read = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
