@@ -326,12 +326,16 @@ pub async fn migrate(config: &Config) -> Result<(), ServerError> {
 /// The backend the URL names: `postgres://…` or `sqlite://…`.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     let url = &config.database_url;
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+    if is_postgres(url) {
         let settings = PoolSettings { max_connections: config.db_max_connections, ..PoolSettings::default() };
         Ok(Arc::new(herald_store_postgres::open(url, settings).await?))
     } else {
         Ok(Arc::new(herald_store_sqlite::open(url).await?))
     }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
 fn hub_config(config: &Config) -> HubConfig {
@@ -341,8 +345,9 @@ fn hub_config(config: &Config) -> HubConfig {
         total: config.max_connections,
         window_entries: config.replay_window,
         window_bytes: config.replay_window_bytes,
-        // Other nodes write the directory too: their changes reach this hub only later.
-        serve_profiles: !matches!(config.bus, BusKind::Kafka),
+        // Nothing else writes an SQLite file of a single node. Other nodes (bus = kafka), or a
+        // second process on the same PostgreSQL, would change users this hub learns of only later.
+        serve_profiles: matches!(config.bus, BusKind::Memory) && !is_postgres(&config.database_url),
     }
 }
 

@@ -67,10 +67,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
     /// assigned them in the writing transaction (one writer: commit order is position order).
     fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Runs `sql` with the text `$1` and the integer `$2` in a transaction of its own whose
-    /// commit an OS crash may undo (a process crash cannot): for writes that are redone on demand,
-    /// like adding a connecting user to the directory, so that they cost no `fsync` of their own.
-    /// Returns the rows written.
+    /// Runs `sql` with the text `$1` and the integer `$2` in a transaction of its own that need
+    /// not reach the disk before it returns, where that spares the backend an `fsync` of its own
+    /// (SQLite: an OS crash may undo it, a process crash cannot): for writes that are redone on
+    /// demand, like adding a connecting user to the directory. Returns the rows written.
     fn execute_relaxed(
         &self,
         sql: &str,

@@ -144,13 +144,17 @@ struct Relaxed {
 }
 
 impl Relaxed {
-    async fn acquire(mut conn: PoolConnection<sqlx::Sqlite>) -> StoreResult<Self> {
+    async fn acquire(conn: PoolConnection<sqlx::Sqlite>) -> StoreResult<Self> {
+        // Unrestored from here on: a caller gone while the setting is sent must not pool it
+        // either (SQLite's thread may already have run it).
+        let mut relaxed = Self { conn, restored: false };
         // On this connection only, between its transactions.
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        Ok(Self { conn, restored: false })
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *relaxed.conn).await?;
+        Ok(relaxed)
     }
 
     async fn restore(mut self) -> StoreResult<()> {
+        // The level `open` configures.
         sqlx::query("PRAGMA synchronous = FULL").execute(&mut *self.conn).await?;
         self.restored = true;
         Ok(())

@@ -75,8 +75,10 @@ async fn put(
         roles: parse_names("roles", &body.roles)?,
         products: parse_names("products", &body.products)?,
     };
-    let saved = app.store.put_user(&user, Timestamp::now()).await?;
-    app.hub.profile_written(saved.user_id.as_str());
+    let saved = {
+        let _write = app.hub.writing(user.user_id.as_str());
+        app.store.put_user(&user, Timestamp::now()).await?
+    };
     tracing::info!(user.id = %saved.user_id, "user saved");
     json(&UserView::from(&saved))
 }
@@ -88,8 +90,10 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
-    let deleted = app.store.delete_user(id.as_str(), Timestamp::now()).await?;
-    app.hub.profile_written(id.as_str());
+    let deleted = {
+        let _write = app.hub.writing(id.as_str());
+        app.store.delete_user(id.as_str(), Timestamp::now()).await?
+    };
     if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {

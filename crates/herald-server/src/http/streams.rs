@@ -141,9 +141,8 @@ async fn sync_directory(app: &AppState, identity: &Identity) -> Result<(User, Pr
         roles: identity.roles.clone(),
         products: identity.products.clone(),
     };
-    let saved = app.store.put_user(&user, Timestamp::now()).await?;
-    app.hub.profile_written(saved.user_id.as_str());
-    Ok((saved, mark))
+    let _write = app.hub.writing(identity.user.as_str());
+    Ok((app.store.put_user(&user, Timestamp::now()).await?, mark))
 }
 
 #[derive(Deserialize, Default)]

@@ -29,8 +29,8 @@ pub struct HubConfig {
     pub window_entries: usize,
     pub window_bytes: usize,
     /// Whether a connect may take a user's profile from the hub instead of the directory: only
-    /// when no other node writes the directory, so every change is either made here (and
-    /// announced with [`Hub::profile_written`]) or already dispatched.
+    /// when nothing but this node writes the directory (one node on its own SQLite file), so every
+    /// change is made here and announced with [`Hub::writing`].
     pub serve_profiles: bool,
 }
 
@@ -53,8 +53,8 @@ struct Slot {
     /// `gap` says one was not (no stream took it) or the profile changed.
     settled: bool,
     gap: bool,
-    /// `profile` is the directory's as of the head: read after the last user change dispatched,
-    /// or set by a later one, and not written here since (see [`Hub::known_profile`]).
+    /// `profile` is the directory's: read after the last user change dispatched, with no write
+    /// made here meanwhile or since (see [`Hub::known_profile`]).
     vouched: bool,
 }
 
@@ -150,6 +150,18 @@ pub enum Admission {
     ShuttingDown,
 }
 
+/// A directory write on this node, announced to the hub when dropped ([`Hub::writing`]).
+pub struct ProfileWrite<'a> {
+    hub: &'a Hub,
+    user: &'a str,
+}
+
+impl Drop for ProfileWrite<'_> {
+    fn drop(&mut self) {
+        self.hub.profile_written(self.user);
+    }
+}
+
 /// Unregisters its stream when dropped, however the stream ends.
 pub struct ConnGuard {
     hub: Arc<Hub>,
@@ -228,7 +240,8 @@ impl Hub {
         reg.live = (live.len() <= MAX_LIVE_TRACKED).then_some(live);
     }
 
-    /// Registers a stream of `profile`, read from the directory after `profile_as_of`.
+    /// Registers a stream of `profile`, read (from the directory, or from this hub) at
+    /// `profile_as_of`.
     pub fn register(
         self: &Arc<Self>,
         profile: User,
@@ -277,7 +290,7 @@ impl Hub {
         // answer for the current one does not vouch for a slot that holds it.
         let stale = reg.last_user_change > profile_as_of.head;
         // Nor does one read while a directory write was made here vouch for the profile.
-        let vouched = !stale && reg.writes == profile_as_of.writes;
+        let vouched = self.config.serve_profiles && !stale && reg.writes == profile_as_of.writes;
         let slot = match reg.users.entry(user.clone()) {
             Entry::Vacant(e) => e.insert(Slot {
                 user: user.clone(),
@@ -323,12 +336,22 @@ impl Hub {
             (None, Some(d)) if d.vouched => &d.profile,
             _ => return None,
         };
-        Some((profile.clone(), ProfileMark { head: reg.head, writes: reg.writes }))
+        let known = (profile.clone(), ProfileMark { head: reg.head, writes: reg.writes });
+        drop(reg);
+        Metrics::inc(&self.metrics.stream_profiles_from_hub_total);
+        Some(known)
+    }
+
+    /// Announces, when dropped, a directory write of `user` made on this node: hold it across the
+    /// write, so that it counts once the write is over, whether it committed, failed or was
+    /// abandoned half-way (which may still have committed).
+    pub fn writing<'a>(&'a self, user: &'a str) -> ProfileWrite<'a> {
+        ProfileWrite { hub: self, user }
     }
 
     /// This node has just written the user to the directory: until the change is dispatched, the
     /// hub's copy of the profile may be older than it.
-    pub fn profile_written(&self, user: &str) {
+    fn profile_written(&self, user: &str) {
         let mut reg = self.lock();
         reg.writes += 1;
         reg.departed.remove(user);
@@ -390,8 +413,9 @@ impl Hub {
                     slot.profile = if *deleted { User::bare(user.user_id.clone()) } else { user.clone() };
                     // A live broadcast may address the new profile that the old one did not.
                     slot.gap = true;
-                    // A deleted user's next stream adds them to the directory again.
-                    slot.vouched = !*deleted;
+                    // Until a stream reads the directory again: this change may be older than a
+                    // write made here since (and a deleted user's next stream adds them again).
+                    slot.vouched = false;
                 }
             }
             EventBody::Message { broadcast } if broadcast.is_live_at(now) => {
@@ -824,34 +848,44 @@ mod tests {
         assert_eq!(known(&hub, "a"), Some(a.clone()), "departed");
         let (_, mark) = hub.known_profile("a").unwrap();
         assert_eq!(mark, hub.profile_mark(), "current at the head");
+        assert_eq!(
+            hub.metrics.stream_profiles_from_hub_total.load(Ordering::Relaxed),
+            3,
+            "three answers from the hub"
+        );
         hub.dispatch(user_changed(11, profile("a", &["S"])));
         assert_eq!(known(&hub, "a"), None, "changed after they left: read the directory");
         assert_eq!(known(&hub, "z"), None, "never seen here");
 
         let b = register_at(&hub, profile("b", &[]), hub.profile_mark());
         hub.dispatch(user_changed(12, profile("b", &["S"])));
-        assert_eq!(known(&hub, "b"), Some(profile("b", &["S"])), "changed while connected: the change");
+        assert_eq!(known(&hub, "b"), None, "changed while connected: read the directory once");
+        let again = register_at(&hub, profile("b", &["S"]), hub.profile_mark());
+        assert_eq!(known(&hub, "b"), Some(profile("b", &["S"])), "read again, and the same as the change");
         let deleted = User::bare(UserId::parse("userId", "b").unwrap());
         hub.dispatch(Arc::new(Event {
             seq: 13,
             body: EventBody::UserChanged { user: deleted, deleted: true },
         }));
         assert_eq!(known(&hub, "b"), None, "deleted: the directory adds them again");
-        drop(b);
+        drop((b, again));
     }
 
     #[test]
     fn a_profile_that_may_miss_a_change_is_read_from_the_directory() {
         let hub = hub();
         let a = register_at(&hub, profile("a", &[]), hub.profile_mark());
-        hub.profile_written("a");
+        drop(hub.writing("a"));
         assert_eq!(known(&hub, "a"), None, "written here and not dispatched yet");
+        // Two writes here, then the first one's change dispatched: the second is still to come.
+        drop(hub.writing("a"));
         hub.dispatch(user_changed(11, profile("a", &["R"])));
-        assert_eq!(known(&hub, "a"), Some(profile("a", &["R"])), "the write, dispatched");
+        assert_eq!(known(&hub, "a"), None, "an older change than the last write");
+        drop(a);
 
         // Read before a write made here, registered after it.
         let mark = hub.profile_mark();
-        hub.profile_written("c");
+        drop(hub.writing("c"));
         let c = register_at(&hub, profile("c", &[]), mark);
         assert_eq!(known(&hub, "c"), None, "the read may have missed the write");
         drop(c);
@@ -860,11 +894,11 @@ mod tests {
         // Read before a user change dispatched (any user's).
         let d = register(&hub, profile("d", &[]), 10);
         assert_eq!(known(&hub, "d"), None, "read before the change at 11");
-        drop((a, d));
+        drop(d);
 
         let config = HubConfig { serve_profiles: false, ..hub.config.clone() };
         let other = Arc::new(Hub::new(config, 10, Arc::default()));
         drop(register_at(&other, profile("a", &[]), other.profile_mark()));
-        assert_eq!(known(&other, "a"), None, "other nodes write the directory too");
+        assert_eq!(known(&other, "a"), None, "something else writes the directory too");
     }
 }

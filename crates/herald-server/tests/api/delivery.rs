@@ -1,6 +1,6 @@
 //! Delivery guarantees of SPEC section 2, end to end over HTTP and SSE.
 
-use herald_testkit::{id_of, on_both_backends, spawn_app, spawn_with, Backend, SseClient};
+use herald_testkit::{id_of, on_both_backends, spawn_app, spawn_with, Backend, SseClient, TestApp};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -358,17 +358,35 @@ async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
     app.stop().await;
 }
 
-/// A comeback takes the profile this node remembers from the user's last stream, unless it was
-/// changed or deleted since: then the next stream has what the change brings.
+/// Stream connects that took the user's profile from the node's hub instead of the directory.
+async fn profiles_from_hub(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix("herald_stream_profiles_from_hub_total "));
+    line.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no profile counter: {text}"))
+}
+
+/// A comeback to a single node on SQLite takes the profile the node remembers from the user's last
+/// stream, unless the user was changed or deleted since: then the next stream reads the directory
+/// and has what the change brings.
 async fn a_user_changed_while_away_comes_back_with_the_new_profile(backend: Backend) {
     let app = spawn_app(backend).await;
+    let remembers = backend == Backend::Sqlite;
     let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
-    let mut s = app.online("user-001").await;
-    let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
-    assert!(messages_until(&mut s, marker).await.is_empty(), "not an auditor yet");
-    drop(s);
-    app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
-    app.eventually(&format!("/api/admin/broadcasts/{marker}/stats"), |v| v["totalDelivered"] == 1).await;
+    for visit in 1..=2 {
+        let before = profiles_from_hub(&app).await;
+        let mut s = app.online("user-001").await;
+        let expected = before + u64::from(visit == 2 && remembers);
+        assert_eq!(
+            profiles_from_hub(&app).await,
+            expected,
+            "visit {visit}: the hub's profile only on a comeback"
+        );
+        let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
+        assert!(messages_until(&mut s, marker).await.is_empty(), "not an auditor yet");
+        drop(s);
+        app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
+        app.eventually(&format!("/api/admin/broadcasts/{marker}/stats"), |v| v["totalDelivered"] == 1).await;
+    }
     let r = app
         .client
         .put(app.url("/api/admin/users/user-001"))
@@ -377,7 +395,9 @@ async fn a_user_changed_while_away_comes_back_with_the_new_profile(backend: Back
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let before = profiles_from_hub(&app).await;
     let mut s = app.online("user-001").await;
+    assert_eq!(profiles_from_hub(&app).await, before, "changed since: the directory's profile");
     let marker = id_of(&app.publish(json!({"targetType": "SELECTED", "targetIds": ["user-001"]})).await);
     assert_eq!(messages_until(&mut s, marker).await, BTreeSet::from([b]), "the new role's broadcast");
     drop(s);
