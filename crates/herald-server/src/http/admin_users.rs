@@ -75,10 +75,9 @@ async fn put(
         roles: parse_names("roles", &body.roles)?,
         products: parse_names("products", &body.products)?,
     };
-    let saved = {
-        let _write = app.hub.writing(user.user_id.as_str());
-        app.store.put_user(&user, Timestamp::now()).await?
-    };
+    let (store, id) = (app.store.clone(), user.user_id.to_string());
+    let write = async move { store.put_user(&user, Timestamp::now()).await };
+    let saved = app.hub.announced(&id, write).await?;
     tracing::info!(user.id = %saved.user_id, "user saved");
     json(&UserView::from(&saved))
 }
@@ -90,10 +89,11 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
-    let deleted = {
-        let _write = app.hub.writing(id.as_str());
-        app.store.delete_user(id.as_str(), Timestamp::now()).await?
-    };
+    let (store, user) = (app.store.clone(), id.to_string());
+    let deleted = app
+        .hub
+        .announced(id.as_str(), async move { store.delete_user(&user, Timestamp::now()).await })
+        .await?;
     if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -141,8 +141,9 @@ async fn sync_directory(app: &AppState, identity: &Identity) -> Result<(User, Pr
         roles: identity.roles.clone(),
         products: identity.products.clone(),
     };
-    let _write = app.hub.writing(identity.user.as_str());
-    Ok((app.store.put_user(&user, Timestamp::now()).await?, mark))
+    let store = app.store.clone();
+    let write = async move { store.put_user(&user, Timestamp::now()).await };
+    Ok((app.hub.announced(identity.user.as_str(), write).await?, mark))
 }
 
 #[derive(Deserialize, Default)]

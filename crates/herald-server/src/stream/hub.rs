@@ -13,10 +13,11 @@ use crate::backlog::Backlog;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use herald_domain::{Broadcast, Event, EventBody, TargetType, Timestamp, User};
-use herald_store::DeliveryMark;
+use herald_store::{DeliveryMark, StoreError, StoreResult};
 use smallvec::SmallVec;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -93,8 +94,8 @@ struct Registry {
     live: Option<HashMap<i64, Live>>,
     /// The position of the last user change dispatched: a profile read before it may be stale.
     last_user_change: i64,
-    /// Directory writes made on this node ([`Hub::profile_written`]): a profile read while one
-    /// was made may be older than it.
+    /// Directory writes made on this node ([`Hub::writing`]): a profile read while one was made
+    /// may be older than it.
     writes: u64,
     /// Users whose streams all ended (see [`Departed`]); at most as many as the node may hold
     /// streams, emptied when full.
@@ -151,14 +152,15 @@ pub enum Admission {
 }
 
 /// A directory write on this node, announced to the hub when dropped ([`Hub::writing`]).
-pub struct ProfileWrite<'a> {
-    hub: &'a Hub,
-    user: &'a str,
+#[must_use]
+pub struct ProfileWrite {
+    hub: Arc<Hub>,
+    user: String,
 }
 
-impl Drop for ProfileWrite<'_> {
+impl Drop for ProfileWrite {
     fn drop(&mut self) {
-        self.hub.profile_written(self.user);
+        self.hub.profile_written(&self.user);
     }
 }
 
@@ -324,8 +326,8 @@ impl Hub {
     }
 
     /// The user's profile as the directory has it at the returned position (the head), when this
-    /// node has seen them since their last change and the hub serves profiles: a connect then
-    /// skips the directory.
+    /// node read it from the directory since the user's last change and the hub serves profiles:
+    /// a connect then skips the directory.
     pub fn known_profile(&self, user: &str) -> Option<(User, ProfileMark)> {
         if !self.config.serve_profiles {
             return None;
@@ -342,15 +344,31 @@ impl Hub {
         Some(known)
     }
 
-    /// Announces, when dropped, a directory write of `user` made on this node: hold it across the
-    /// write, so that it counts once the write is over, whether it committed, failed or was
-    /// abandoned half-way (which may still have committed).
-    pub fn writing<'a>(&'a self, user: &'a str) -> ProfileWrite<'a> {
-        ProfileWrite { hub: self, user }
+    /// Announces a directory write of `user` made on this node when dropped: hold it across the
+    /// whole write, in a task the caller cannot abandon ([`Hub::announced`]), so that it counts
+    /// only once the write has committed or failed.
+    pub fn writing(self: &Arc<Self>, user: &str) -> ProfileWrite {
+        ProfileWrite { hub: self.clone(), user: user.to_owned() }
     }
 
-    /// This node has just written the user to the directory: until the change is dispatched, the
-    /// hub's copy of the profile may be older than it.
+    /// Runs the directory write `write` of `user` in a task of its own and announces it when it is
+    /// over: a caller gone half-way (a client that hung up) would otherwise announce it before its
+    /// commit, and a read between the two could vouch for the old profile.
+    pub async fn announced<T: Send + 'static>(
+        self: &Arc<Self>,
+        user: &str,
+        write: impl Future<Output = StoreResult<T>> + Send + 'static,
+    ) -> StoreResult<T> {
+        let announce = self.writing(user);
+        let task = tokio::spawn(async move {
+            let _announce = announce;
+            write.await
+        });
+        task.await.map_err(StoreError::backend)?
+    }
+
+    /// This node has just written the user to the directory: until a later read of the directory
+    /// vouches for it again, the hub's copy of the profile may be older than it.
     fn profile_written(&self, user: &str) {
         let mut reg = self.lock();
         reg.writes += 1;
