@@ -8,7 +8,8 @@ use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::stream::{Hub, Presence, StreamService};
 use herald_bus::EventBus;
-use herald_store::Store;
+use herald_domain::{Timestamp, User};
+use herald_store::{Store, StoreResult};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -34,6 +35,18 @@ pub struct Inner {
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
+    }
+
+    /// Saves the user to the directory, announced to the hub once written ([`Hub::announced`]).
+    pub async fn put_user(&self, user: User) -> StoreResult<User> {
+        let (store, id) = (self.store.clone(), user.user_id.to_string());
+        self.hub.announced(&id, async move { store.put_user(&user, Timestamp::now()).await }).await
+    }
+
+    /// Deletes the user from the directory, announced to the hub once done; whether they existed.
+    pub async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let (store, user) = (self.store.clone(), id.to_owned());
+        self.hub.announced(id, async move { store.delete_user(&user, Timestamp::now()).await }).await
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use herald_domain::user::parse_names;
-use herald_domain::{Timestamp, User};
+use herald_domain::User;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -75,9 +75,7 @@ async fn put(
         roles: parse_names("roles", &body.roles)?,
         products: parse_names("products", &body.products)?,
     };
-    let (store, id) = (app.store.clone(), user.user_id.to_string());
-    let write = async move { store.put_user(&user, Timestamp::now()).await };
-    let saved = app.hub.announced(&id, write).await?;
+    let saved = app.put_user(user).await?;
     tracing::info!(user.id = %saved.user_id, "user saved");
     json(&UserView::from(&saved))
 }
@@ -89,12 +87,7 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.admin()?;
     let id = required_user("userId", Some(&raw))?;
-    let (store, user) = (app.store.clone(), id.to_string());
-    let deleted = app
-        .hub
-        .announced(id.as_str(), async move { store.delete_user(&user, Timestamp::now()).await })
-        .await?;
-    if deleted {
+    if app.delete_user(id.as_str()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("user {id} does not exist")))

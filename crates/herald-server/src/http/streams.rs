@@ -141,9 +141,7 @@ async fn sync_directory(app: &AppState, identity: &Identity) -> Result<(User, Pr
         roles: identity.roles.clone(),
         products: identity.products.clone(),
     };
-    let store = app.store.clone();
-    let write = async move { store.put_user(&user, Timestamp::now()).await };
-    Ok((app.hub.announced(identity.user.as_str(), write).await?, mark))
+    Ok((app.put_user(user).await?, mark))
 }
 
 #[derive(Deserialize, Default)]

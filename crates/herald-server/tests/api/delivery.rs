@@ -333,11 +333,8 @@ async fn fire_and_forget_reaches_only_open_streams_and_never_an_inbox(backend: B
     app.stop().await;
 }
 
-async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
-    assert_eq!(app.get_json("/api/user/messages?userId=user-001").await, json!([]));
-    let mut s = app.online("user-001").await;
+/// Gives user-001 the role `AUDITOR` (besides `USER`) through the admin API.
+async fn make_auditor(app: &TestApp) {
     let r = app
         .client
         .put(app.url("/api/admin/users/user-001"))
@@ -346,6 +343,14 @@ async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+async fn a_user_who_gains_a_role_sees_its_active_broadcasts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
+    assert_eq!(app.get_json("/api/user/messages?userId=user-001").await, json!([]));
+    let mut s = app.online("user-001").await;
+    make_auditor(&app).await;
     // A stream opened now has the broadcast the new role brings pending.
     let mut again = app.online("user-001").await;
     let live = id_of(&app.publish(json!({"targetType": "ROLE", "targetIds": ["AUDITOR"]})).await);
@@ -387,14 +392,7 @@ async fn a_user_changed_while_away_comes_back_with_the_new_profile(backend: Back
         app.eventually("/api/user/sse/connected/user-001", |v| v == &json!(false)).await;
         app.eventually(&format!("/api/admin/broadcasts/{marker}/stats"), |v| v["totalDelivered"] == 1).await;
     }
-    let r = app
-        .client
-        .put(app.url("/api/admin/users/user-001"))
-        .json(&json!({"roles": ["USER", "AUDITOR"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    make_auditor(&app).await;
     let before = profiles_from_hub(&app).await;
     let mut s = app.online("user-001").await;
     assert_eq!(profiles_from_hub(&app).await, before, "changed since: the directory's profile");
