@@ -1,6 +1,7 @@
 //! SQLite's side of the [`Dialect`]: one writer, positions at write, `json_each`, and the target
 //! ids of a broadcast in a table of their own.
 
+use crate::lock::FileLock;
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
 use herald_store_sql::{Connections, Dialect};
@@ -9,6 +10,8 @@ use sqlx::SqliteConnection;
 
 pub struct Sqlite {
     pub(crate) connections: Connections<sqlx::Sqlite>,
+    /// Keeps other processes off the file until close.
+    pub(crate) lock: FileLock,
 }
 
 impl Dialect for Sqlite {
@@ -16,6 +19,12 @@ impl Dialect for Sqlite {
 
     fn connections(&self) -> &Connections<sqlx::Sqlite> {
         &self.connections
+    }
+
+    async fn close(&self) {
+        self.reader().close().await;
+        self.writer().close().await;
+        self.lock.release();
     }
 
     async fn execute_relaxed(&self, sql: &str, text: &str, int: i64) -> StoreResult<u64> {

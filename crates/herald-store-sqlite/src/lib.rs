@@ -9,6 +9,7 @@
 
 mod dialect;
 mod legacy;
+mod lock;
 
 pub use dialect::Sqlite;
 use herald_store::{StoreError, StoreResult};
@@ -34,7 +35,7 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
 struct OpenError(String);
 
 /// Opens (creating the file and its directory if missing) and migrates the database at `url`
-/// (`sqlite://path/to/file.db`).
+/// (`sqlite://path/to/file.db`). Fails while another process has it open (see `lock.rs`).
 pub async fn open(url: &str) -> StoreResult<SqliteStore> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::backend(OpenError(format!("bad SQLite URL '{url}': {e}"))))?
@@ -48,6 +49,7 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::backend(OpenError(format!("cannot create {}: {e}", dir.display()))))?;
     }
+    let lock = lock::FileLock::take(options.get_filename()).map_err(StoreError::backend)?;
     // No ping before handing a connection out (sqlx's default): an SQLite connection is a file
     // in this process, and the ping was one more round trip to its thread per statement.
     let write = SqlitePoolOptions::new()
@@ -69,7 +71,7 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         tracing::info!(events = moved, "moved events left in the outbox into the log");
     }
     let connections = Connections { read, write, signals: Default::default() };
-    Ok(SqlStore::new(Sqlite { connections }))
+    Ok(SqlStore::new(Sqlite { connections, lock }))
 }
 
 #[cfg(test)]
