@@ -31,7 +31,7 @@ counters! {
     events_dispatched_total: "Events this node's hub handed to its streams.",
     message_deliveries_total: "MESSAGE events handed to users' streams (one per user and broadcast).",
     streams_opened_total: "SSE streams accepted.",
-    stream_profiles_from_hub_total: "Stream connects that took the user's profile from this node's hub instead of the directory.",
+    stream_profiles_from_hub_total: "Stream connects that took the user's profile from this node's hub instead of the directory (admitted or not).",
     streams_closed_slow_total: "SSE streams closed because their queue was full.",
     delivery_records_written_total: "Per-user delivery records committed.",
     replays_resync_total: "Reconnects answered with RESYNC.",

@@ -887,6 +887,14 @@ mod tests {
         }));
         assert_eq!(known(&hub, "b"), None, "deleted: the directory adds them again");
         drop((b, again));
+
+        // A stream read newer than the slot's profile (a change not dispatched yet): the slot
+        // holds the older one, which the read does not vouch for.
+        let c = register_at(&hub, profile("c", &[]), hub.profile_mark());
+        hub.dispatch(user_changed(14, profile("c", &["R"])));
+        let newer = register_at(&hub, profile("c", &["R", "S"]), hub.profile_mark());
+        assert_eq!(known(&hub, "c"), None, "the slot's profile is older than the last read");
+        drop((c, newer));
     }
 
     #[test]
@@ -918,5 +926,9 @@ mod tests {
         let other = Arc::new(Hub::new(config, 10, Arc::default()));
         drop(register_at(&other, profile("a", &[]), other.profile_mark()));
         assert_eq!(known(&other, "a"), None, "something else writes the directory too");
+        assert!(
+            !other.lock().departed.get("a").is_some_and(|d| d.vouched),
+            "nor is the profile kept as if it could be served"
+        );
     }
 }
