@@ -166,9 +166,10 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         metrics,
         node_id,
     });
+    // Before the background tasks: once they run they hold the store (and its SQLite lock).
+    let runtime = Arc::new(StreamRuntime::start()?);
     let background = spawn_background(&state, recorder_rx);
     let conn_limits = conn_limits(&state);
-    let runtime = Arc::new(StreamRuntime::start()?);
     let stop = CancellationToken::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, node = %state.node_id, "herald is ready");

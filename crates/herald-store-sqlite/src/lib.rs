@@ -49,7 +49,7 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::backend(OpenError(format!("cannot create {}: {e}", dir.display()))))?;
     }
-    let lock = lock::FileLock::take(options.get_filename()).map_err(StoreError::backend)?;
+    let lock = lock::FileLock::take(url, options.get_filename()).map_err(StoreError::backend)?;
     // No ping before handing a connection out (sqlx's default): an SQLite connection is a file
     // in this process, and the ping was one more round trip to its thread per statement.
     let write = SqlitePoolOptions::new()

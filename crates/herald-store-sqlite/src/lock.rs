@@ -28,12 +28,17 @@ pub(crate) enum LockError {
 }
 
 impl FileLock {
-    /// Takes the lock of the database at `db` without waiting. An in-memory database (its
-    /// file name starts with `file:`) is private to this process and needs none.
-    pub(crate) fn take(db: &Path) -> Result<Self, LockError> {
-        if db.to_str().is_some_and(|name| name.starts_with("file:") || name == ":memory:") {
+    /// Takes the lock of the database that `url` names and sqlx opens as `db`, without waiting.
+    /// An in-memory or temporary database (`sqlite::memory:`, `mode=memory`, no file name) is
+    /// private to this process and needs none.
+    pub(crate) fn take(url: &str, db: &Path) -> Result<Self, LockError> {
+        let name = db.to_string_lossy();
+        // A URI file name (`sqlite:file:/path/h.db?…`) names the file after `file:`.
+        let file = name.strip_prefix("file:").map_or(&*name, |rest| rest.split('?').next().unwrap_or(rest));
+        if url.contains(":memory:") || url.contains("mode=memory") || file.is_empty() {
             return Ok(Self(Mutex::new(None)));
         }
+        let db = Path::new(file);
         let path = lock_path(db);
         let lock = path.display().to_string();
         let file = OpenOptions::new()
@@ -65,23 +70,41 @@ fn lock_path(db: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// What the URL says matters only for in-memory databases.
+    const URL: &str = "sqlite://herald.db";
+
+    #[test]
+    fn private_databases_take_no_lock_and_uri_names_lock_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in ["sqlite::memory:", "sqlite://?mode=memory", "sqlite://x.db?mode=memory"] {
+            let lock = FileLock::take(url, Path::new("file:sqlx-in-memory-1")).unwrap();
+            assert!(lock.0.lock().unwrap().is_none(), "{url}");
+        }
+        assert!(FileLock::take("sqlite://", Path::new("")).unwrap().0.lock().unwrap().is_none());
+        let db = dir.path().join("h.db");
+        let uri = format!("file:{}?cache=shared", db.display());
+        let _held = FileLock::take("sqlite:file:h.db", Path::new(&uri)).unwrap();
+        assert!(dir.path().join("h.db.lock").exists(), "the lock sits beside the file");
+        assert!(FileLock::take(URL, &db).is_err(), "the same file by its plain name");
+    }
+
     #[test]
     fn a_second_holder_is_refused_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("herald.db");
-        let first = FileLock::take(&db).expect("the first takes it");
-        let refused = FileLock::take(&db).err().expect("the second is refused");
+        let first = FileLock::take(URL, &db).expect("the first takes it");
+        let refused = FileLock::take(URL, &db).err().expect("the second is refused");
         assert!(matches!(refused, LockError::Held { .. }), "{refused}");
         assert!(refused.to_string().contains("in use by another Herald process"), "{refused}");
         first.release();
-        FileLock::take(&db).expect("free again once released");
+        FileLock::take(URL, &db).expect("free again once released");
     }
 
     #[test]
     fn dropping_the_lock_lets_go_too() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("herald.db");
-        drop(FileLock::take(&db).unwrap());
-        FileLock::take(&db).expect("free again once dropped");
+        drop(FileLock::take(URL, &db).unwrap());
+        FileLock::take(URL, &db).expect("free again once dropped");
     }
 }
