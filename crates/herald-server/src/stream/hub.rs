@@ -153,7 +153,7 @@ pub enum Admission {
 
 /// A directory write on this node, announced to the hub when dropped ([`Hub::writing`]).
 #[must_use]
-pub struct ProfileWrite {
+struct ProfileWrite {
     hub: Arc<Hub>,
     user: String,
 }
@@ -344,10 +344,10 @@ impl Hub {
         Some(known)
     }
 
-    /// Announces a directory write of `user` made on this node when dropped: hold it across the
-    /// whole write, in a task the caller cannot abandon ([`Hub::announced`]), so that it counts
+    /// Announces a directory write of `user` made on this node when dropped: held across the
+    /// whole write by [`Hub::announced`], in a task the caller cannot abandon, so that it counts
     /// only once the write has committed or failed.
-    pub fn writing(self: &Arc<Self>, user: &str) -> ProfileWrite {
+    fn writing(self: &Arc<Self>, user: &str) -> ProfileWrite {
         ProfileWrite { hub: self.clone(), user: user.to_owned() }
     }
 
