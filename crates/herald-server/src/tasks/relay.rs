@@ -48,13 +48,13 @@ impl Relay {
             match batch {
                 Ok(events) if events.is_empty() => {
                     backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = self.store.signals().outbox.notified() => {}
-                        _ = shutdown.cancelled() => return,
+                    if self.idle(&shutdown).await {
+                        return;
                     }
                 }
                 Ok(events) => {
                     let (last, n) = (events.last().map_or(cursor, |e| e.seq), events.len() as u64);
+                    let more = n >= u64::from(BATCH);
                     let publishing = self.bus.publish(events.into_iter().map(Arc::new).collect());
                     match self.positioning_while(publishing).await {
                         Ok(bus_offset) => {
@@ -67,6 +67,11 @@ impl Relay {
                             self.published.store(last, Ordering::Relaxed);
                             Metrics::add(&self.metrics.events_relayed_total, n);
                             self.mark(RelayMark { published_seq: Some(last), bus_offset }).await;
+                            // A short batch was all there was: the next commit wakes the relay
+                            // (one read less per broadcast, while its fan-out wants the core).
+                            if !more && self.idle(&shutdown).await {
+                                return;
+                            }
                         }
                         Err(e) if !self.bus.spans_nodes() => {
                             // The node's feed refills what it missed from the log.
@@ -96,6 +101,15 @@ impl Relay {
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
+        }
+    }
+
+    /// Waits until a commit announces new events (one announced since the last read counts:
+    /// the wake-up keeps a permit); true when shutting down instead.
+    async fn idle(&self, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = self.store.signals().outbox.notified() => false,
+            _ = shutdown.cancelled() => true,
         }
     }
 
