@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
-use tokio_util::sync::CancellationToken;
 
 /// What one stream saw: each broadcast id with its arrival time, and the last event id.
 #[derive(Debug, Default)]
@@ -23,6 +23,14 @@ pub struct StreamLog {
     // std Mutex: one writer (the stream's task), read once at the end.
     pub receipts: Mutex<Vec<(i64, Instant)>>,
     pub last_id: Mutex<Option<String>>,
+}
+
+impl StreamLog {
+    /// Room for `receipts` arrivals up front, so that a log does not grow (copying itself, on
+    /// every stream at once) while the broadcasts it times arrive.
+    pub fn expecting(receipts: usize) -> Self {
+        Self { receipts: Mutex::new(Vec::with_capacity(receipts)), last_id: Mutex::default() }
+    }
 }
 
 /// Counters every stream updates, for progress and wait conditions.
@@ -58,7 +66,8 @@ pub struct StreamSpec {
 }
 
 /// Opens the stream, reports when it is established (`CONNECTED`, or the 200 for servers that
-/// send no greeting), then records messages until the stream ends or `stop` fires.
+/// send no greeting), then records messages until the stream ends or its task is aborted
+/// ([`Holders::stop`]).
 ///
 /// The stream is read straight off the socket by this one task: an HTTP client library would add
 /// a connection task and a body channel, two wake-ups per event, and the load generator shares the
@@ -69,7 +78,6 @@ pub async fn hold(
     counters: Arc<Counters>,
     greeting: bool,
     established: oneshot::Sender<Result<(), String>>,
-    stop: CancellationToken,
 ) {
     let mut established = Some(established);
     let fail = |tx: &mut Option<oneshot::Sender<Result<(), String>>>, e: String| {
@@ -85,7 +93,7 @@ pub async fn hold(
         Ok(opened) => opened,
         Err(e) => return fail(&mut established, e),
     };
-    counters.open.fetch_add(1, Ordering::Relaxed);
+    let _open = Open::count(&counters);
     if !greeting {
         if let Some(tx) = established.take() {
             let _ = tx.send(Ok(()));
@@ -100,38 +108,75 @@ pub async fn hold(
     loop {
         if read > 0 {
             let now = Instant::now();
-            let events = match dechunker.as_mut() {
-                Some(d) => {
-                    buf.extend_from_slice(&chunk[..read]);
-                    parser.push(&d.take(&mut buf))
-                }
-                None => parser.push(&chunk[..read]),
-            };
-            for event in events {
-                if event.name == "CONNECTED" {
+            let on_event = |event: Event<'_>| {
+                if event.name == b"CONNECTED" {
                     if let Some(tx) = established.take() {
                         let _ = tx.send(Ok(()));
                     }
                 }
                 note(event, now, &log, &counters);
+            };
+            match dechunker.as_mut() {
+                Some(d) => {
+                    buf.extend_from_slice(&chunk[..read]);
+                    parser.push(&d.take(&mut buf), on_event)
+                }
+                None => parser.push(&chunk[..read], on_event),
             }
         }
-        read = tokio::select! {
-            r = tcp.read(&mut chunk) => match r {
-                Ok(n) if n > 0 => n,
-                _ => break,
-            },
-            _ = stop.cancelled() => break,
+        read = match tcp.read(&mut chunk).await {
+            Ok(n) if n > 0 => n,
+            _ => break,
         };
     }
     fail(&mut established, "stream ended before it was established".into());
-    counters.open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Counts a stream open until dropped: when its task ends, or is aborted.
+struct Open<'a>(&'a Counters);
+
+impl<'a> Open<'a> {
+    fn count(counters: &'a Counters) -> Self {
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The tasks holding a set of streams. Stopping aborts them, which closes their sockets: a task
+/// that also waited on a cancellation token polled it, two locks, after every event it read.
+#[derive(Default)]
+pub struct Holders(Vec<AbortHandle>);
+
+impl Holders {
+    pub fn push(&mut self, task: AbortHandle) {
+        self.0.push(task);
+    }
+
+    pub fn stop(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Records an event's position and, for a message, when it arrived.
-fn note(event: Event, now: Instant, log: &StreamLog, counters: &Counters) {
+fn note(event: Event<'_>, now: Instant, log: &StreamLog, counters: &Counters) {
     if let Some(id) = event.id {
-        *log.last_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+        let id = String::from_utf8_lossy(id);
+        match &mut *log.last_id.lock().unwrap_or_else(|e| e.into_inner()) {
+            // The same buffer again: no allocation per event.
+            Some(last) => {
+                last.clear();
+                last.push_str(&id);
+            }
+            last => *last = Some(id.into_owned()),
+        }
     }
     if let Some(bid) = event.broadcast_id {
         log.receipts.lock().unwrap_or_else(|e| e.into_inner()).push((bid, now));
@@ -307,37 +352,52 @@ impl Dechunker {
     }
 }
 
+/// An event as parsed, borrowing the bytes it was read from.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Event {
-    pub name: String,
-    pub id: Option<String>,
+pub struct Event<'a> {
+    pub name: &'a [u8],
+    pub id: Option<&'a [u8]>,
     /// For MESSAGE events (or unnamed events from other servers) carrying a `broadcastId`.
     pub broadcast_id: Option<i64>,
 }
 
-/// An incremental `text/event-stream` parser that keeps only what the bench needs.
+/// An incremental `text/event-stream` parser that keeps only what the bench needs. Pinned, the load
+/// generator's core spends about as much per event as the server's per delivery
+/// (docs/benchmarks.md), so the parser copies and allocates nothing for events that arrive whole.
 #[derive(Debug, Default)]
 pub struct Parser {
+    /// The start of an event whose end has not arrived yet.
     buf: Vec<u8>,
 }
 
 impl Parser {
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
-        self.buf.extend_from_slice(bytes);
-        let mut events = Vec::new();
-        let mut start = 0;
-        while let Some(end) = self.buf[start..].windows(2).position(|w| w == b"\n\n") {
-            if let Some(ev) = parse_block(&self.buf[start..start + end]) {
-                events.push(ev);
-            }
-            start += end + 2;
+    /// Reads `bytes` on from what came before, and calls `each` with every event they complete.
+    pub fn push(&mut self, bytes: &[u8], mut each: impl FnMut(Event<'_>)) {
+        if self.buf.is_empty() {
+            let used = parse_blocks(bytes, &mut each);
+            self.buf.extend_from_slice(&bytes[used..]);
+        } else {
+            self.buf.extend_from_slice(bytes);
+            let used = parse_blocks(&self.buf, &mut each);
+            self.buf.drain(..used);
         }
-        self.buf.drain(..start);
-        events
     }
 }
 
-fn parse_block(block: &[u8]) -> Option<Event> {
+/// Calls `each` with the event of every block of `text` that a blank line ends; returns how many
+/// bytes those blocks took.
+fn parse_blocks(text: &[u8], each: &mut impl FnMut(Event<'_>)) -> usize {
+    let mut start = 0;
+    for end in memchr::memmem::find_iter(text, b"\n\n") {
+        if let Some(event) = parse_block(&text[start..end]) {
+            each(event);
+        }
+        start = end + 2;
+    }
+    start
+}
+
+fn parse_block(block: &[u8]) -> Option<Event<'_>> {
     let (mut name, mut id, mut data) = (None::<&[u8]>, None::<&[u8]>, None::<&[u8]>);
     for line in block.split(|b| *b == b'\n') {
         if let Some(v) = line.strip_prefix(b"event:") {
@@ -352,14 +412,13 @@ fn parse_block(block: &[u8]) -> Option<Event> {
     let name = name.unwrap_or(b"message");
     let carries = name == b"MESSAGE" || name == b"message";
     let broadcast_id = if carries { broadcast_id(data) } else { None };
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    Some(Event { name: text(name), id: id.map(text), broadcast_id })
+    Some(Event { name, id, broadcast_id })
 }
 
 /// The number after `"broadcastId":` (the data is one line of JSON; no full parse needed).
 fn broadcast_id(data: &[u8]) -> Option<i64> {
     const KEY: &[u8] = b"\"broadcastId\":";
-    let at = data.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let at = memchr::memmem::find(data, KEY)? + KEY.len();
     let digits: &[u8] = data[at..].trim_ascii_start();
     let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
@@ -369,19 +428,33 @@ fn broadcast_id(data: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
 
+    /// Name, id and broadcast id of each event `bytes` complete.
+    fn push(p: &mut Parser, bytes: &[u8]) -> Vec<(String, Option<String>, Option<i64>)> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut events = Vec::new();
+        p.push(bytes, |e| events.push((text(e.name), e.id.map(text), e.broadcast_id)));
+        events
+    }
+
     #[test]
     fn parses_events_split_across_chunks() {
         let mut p = Parser::default();
-        assert!(p.push(b"retry: 3000\n\nevent: CONNECTED\ndata: {}\n\nid: 7\nevent: MESS").len() == 1);
-        let events = p.push(b"AGE\ndata: {\"broadcastId\":42,\"content\":\"x\"}\n\n");
+        let first = push(&mut p, b"retry: 3000\n\nevent: CONNECTED\ndata: {}\n\nid: 7\nevent: MESS");
+        assert_eq!(first, vec![("CONNECTED".into(), None, None)]);
+        let events = push(&mut p, b"AGE\ndata: {\"broadcastId\":42,\"content\":\"x\"}\n\nid: 8\n");
+        assert_eq!(events, vec![("MESSAGE".into(), Some("7".into()), Some(42))]);
+        let split = push(&mut p, b"event: MESSAGE\ndata: {\"broadcastId\":43}\n");
+        assert_eq!(split, vec![], "no blank line yet");
+        let both = push(&mut p, b"\nevent: MESSAGE\ndata: {\"broadcastId\":44}\n\n");
         assert_eq!(
-            events,
-            vec![Event { name: "MESSAGE".into(), id: Some("7".into()), broadcast_id: Some(42) }]
+            both,
+            vec![("MESSAGE".into(), Some("8".into()), Some(43)), ("MESSAGE".into(), None, Some(44))],
+            "an event split at its blank line, and a whole one after it"
         );
-        let other = p.push(b"data: {\"broadcastId\": 9}\n\n");
-        assert_eq!(other[0].broadcast_id, Some(9), "unnamed events from other servers count too");
-        let removed = p.push(b"event: MESSAGE_REMOVED\ndata: {\"broadcastId\":42}\n\n");
-        assert_eq!(removed[0].broadcast_id, None);
+        let other = push(&mut p, b"data: {\"broadcastId\": 9}\n\n");
+        assert_eq!(other[0].2, Some(9), "unnamed events from other servers count too");
+        let removed = push(&mut p, b"event: MESSAGE_REMOVED\ndata: {\"broadcastId\":42}\n\n");
+        assert_eq!(removed[0].2, None);
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Bench {
             .iter()
             .map(|l| l.last_id.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .collect();
-        streams.stop.cancel();
+        streams.holders.stop();
         self.wait_for(|| self.counters.open.load(Ordering::Relaxed) == 0, self.opts.wait, "streams to close")
             .await;
         let sent = self.publish_all(missed, 1_000.0).await;
@@ -109,7 +109,7 @@ impl Bench {
                 ids.is_subset(&got)
             })
             .count();
-        again.stop.cancel();
+        again.holders.stop();
         Storm {
             streams: streams.held,
             reconnected: again.held,

@@ -4,7 +4,7 @@
 mod measure;
 mod traffic;
 
-use crate::client::{self, Counters, StreamLog, StreamSpec, Transport};
+use crate::client::{self, Counters, Holders, StreamLog, StreamSpec, Transport};
 use crate::proc;
 use crate::report::{BroadcastTimes, Percentiles, Report, Server, Storm};
 use anyhow::{bail, Context};
@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -131,7 +130,7 @@ struct Sent {
 
 struct Streams {
     logs: Vec<Arc<StreamLog>>,
-    stop: CancellationToken,
+    holders: Holders,
     held: usize,
     failed: usize,
 }
@@ -231,7 +230,7 @@ impl Bench {
         self.score(report, &streams.logs, &sent, &expected_per_broadcast);
         match o.storm_missed {
             Some(missed) => report.storm = Some(self.storm(streams, missed).await),
-            None => streams.stop.cancel(),
+            None => streams.holders.stop(),
         }
         Ok(())
     }

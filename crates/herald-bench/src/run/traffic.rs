@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// At most this many receipts reserved per stream (a long series grows its logs as before).
+const MAX_RESERVED: usize = 1024;
+
 impl Bench {
     pub(super) async fn grant_roles(&self) -> anyhow::Result<()> {
         let admin = self.token("bench-admin", &["ADMIN"]);
@@ -30,13 +33,13 @@ impl Bench {
     /// Opens every stream (bounded concurrency) and waits until each is established or failed.
     pub(super) async fn open_all(&self, resume: Option<&[Option<String>]>) -> Streams {
         let o = &self.opts;
-        let stop = CancellationToken::new();
+        let mut holders = Holders::default();
         let gate = Arc::new(Semaphore::new(o.concurrency.max(1)));
         let mut logs = Vec::with_capacity(o.streams);
         let mut waits = Vec::with_capacity(o.streams);
         let shared = self.h2_connections().await;
         for i in 0..o.streams {
-            let log = Arc::new(StreamLog::default());
+            let log = Arc::new(StreamLog::expecting(o.broadcasts.min(MAX_RESERVED)));
             logs.push(log.clone());
             let (tx, rx) = oneshot::channel();
             let transport = match (&shared, &self.tls) {
@@ -55,9 +58,9 @@ impl Bench {
                 last_event_id: resume.and_then(|r| r.get(i).cloned().flatten()),
             };
             let permit = gate.clone().acquire_owned().await.ok();
-            let (counters, stop) = (self.counters.clone(), stop.child_token());
+            let counters = self.counters.clone();
             let greeting = o.mode == Mode::Herald;
-            tokio::spawn(client::hold(spec, log, counters, greeting, tx, stop));
+            holders.push(tokio::spawn(client::hold(spec, log, counters, greeting, tx)).abort_handle());
             waits.push(tokio::spawn(async move {
                 let outcome = rx.await.unwrap_or_else(|_| Err("stream task ended".into()));
                 drop(permit);
@@ -83,7 +86,7 @@ impl Bench {
         if o.progress || !failures.is_empty() {
             eprintln!("[bench] {held} streams held, {} failed {failures:?}", o.streams - held);
         }
-        Streams { logs, stop, held, failed: o.streams - held }
+        Streams { logs, holders, held, failed: o.streams - held }
     }
 
     /// With `--http2 N`: the shared connections (one per N streams) and N.
