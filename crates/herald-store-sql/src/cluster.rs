@@ -44,8 +44,7 @@ where
     pub(crate) async fn append_one(&self, body: &EventBody, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.d.begin().await?;
         Self::append(&mut tx, std::slice::from_ref(body), now).await?;
-        tx.commit().await?;
-        self.wake_relay();
+        self.commit_logged(tx, true).await?;
         Ok(())
     }
 

@@ -219,10 +219,7 @@ where
         let change = command::read(&broadcast, &profile, delivery, now)?;
         Self::save_delivery(&mut tx, user, id, &change.state).await?;
         Self::append(&mut tx, &change.events, now).await?;
-        tx.commit().await?;
-        if !change.events.is_empty() {
-            self.wake_relay();
-        }
+        self.commit_logged(tx, !change.events.is_empty()).await?;
         Ok(change.state.read_at.unwrap_or(now))
     }
 
@@ -246,10 +243,7 @@ where
                 newly += 1;
             }
         }
-        tx.commit().await?;
-        if newly > 0 {
-            self.wake_relay();
-        }
+        self.commit_logged(tx, newly > 0).await?;
         Ok(newly)
     }
 

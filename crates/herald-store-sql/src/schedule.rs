@@ -55,10 +55,7 @@ where
                 _ => work.expired += 1,
             }
         }
-        tx.commit().await?;
-        if work != DueWork::default() {
-            self.wake_relay();
-        }
+        self.commit_logged(tx, work != DueWork::default()).await?;
         Ok(work)
     }
 }

@@ -10,6 +10,30 @@ use herald_store::{
 };
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
+/// Commits `tx`; when it `logged` events, the relay is woken once the commit is done. It is woken
+/// even when the caller goes away during the commit (an HTTP request dropped by its client):
+/// SQLite's thread finishes a commit it was sent, nothing else would announce those events, and
+/// the relay sleeps until a commit wakes it. A commit that failed wakes it too (one empty read).
+async fn commit_waking<DB: Database>(
+    tx: sqlx::Transaction<'static, DB>,
+    signals: &Signals,
+    logged: bool,
+) -> StoreResult<()> {
+    // Made only when logged: dropping one wakes the relay.
+    let _wake = if logged { Some(WakeRelay(signals)) } else { None };
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Wakes the relay when dropped.
+struct WakeRelay<'a>(&'a Signals);
+
+impl Drop for WakeRelay<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.notify_one();
+    }
+}
+
 pub struct SqlStore<D> {
     pub(crate) d: D,
     /// Directory lookups of stream connects, answered together.
@@ -27,9 +51,13 @@ impl<D: Dialect> SqlStore<D> {
         &self.d
     }
 
-    /// After a commit: events await the relay.
-    pub(crate) fn wake_relay(&self) {
-        self.d.signals().outbox.notify_one();
+    /// Commits `tx`, waking the relay when it `logged` events (see [`commit_waking`]).
+    pub(crate) async fn commit_logged(
+        &self,
+        tx: sqlx::Transaction<'static, D::DB>,
+        logged: bool,
+    ) -> StoreResult<()> {
+        commit_waking(tx, self.d.signals(), logged).await
     }
 
     /// After a commit: a due time may have moved earlier.
@@ -272,5 +300,40 @@ where
 
     async fn session_users(&self, live_since: Timestamp) -> StoreResult<i64> {
         self.live_session_users(live_since).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_commit_whose_caller_went_away_still_wakes_the_relay() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE events (seq INTEGER)").execute(&pool).await.unwrap();
+        let signals = Signals::default();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO events VALUES (1)").execute(&mut *tx).await.unwrap();
+        let mut commit = Box::pin(commit_waking(tx, &signals, true));
+        let polled = commit.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(polled.is_pending(), "the commit was sent to SQLite's thread and is under way");
+        drop(commit);
+        tokio::time::timeout(Duration::from_secs(5), signals.outbox.notified())
+            .await
+            .expect("the relay is woken");
+        let count = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events").fetch_one(&pool);
+        assert_eq!(count().await.unwrap(), 1, "the commit went through without its caller");
+        // Nothing logged, nothing announced.
+        let tx = pool.begin().await.unwrap();
+        commit_waking(tx, &signals, false).await.unwrap();
+        let woken = Box::pin(signals.outbox.notified()).as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(woken.is_pending(), "no wake-up without events");
     }
 }

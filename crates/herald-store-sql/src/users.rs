@@ -159,8 +159,7 @@ where
         Self::write_sets(&mut tx, user).await?;
         let change = command::put_user(user.clone());
         Self::append(&mut tx, &change.events, now).await?;
-        tx.commit().await?;
-        self.wake_relay();
+        self.commit_logged(tx, true).await?;
         Ok(change.state)
     }
 
@@ -197,10 +196,7 @@ where
             let user = User::bare(UserId::parse("userId", id).map_err(StoreError::corrupt)?);
             Self::append(&mut tx, &command::delete_user(user).events, now).await?;
         }
-        tx.commit().await?;
-        if deleted {
-            self.wake_relay();
-        }
+        self.commit_logged(tx, deleted).await?;
         Ok(deleted)
     }
 }
