@@ -93,7 +93,7 @@ impl Bench {
         let sent = self.publish_all(missed, 1_000.0).await;
         let before = self.counters.received.load(Ordering::Relaxed);
         let started = Instant::now();
-        let again = self.open_all(Some(&resume)).await;
+        let again = self.open_all(Some(&resume), missed).await;
         let want = before + (again.held * sent.len()) as u64;
         let done = self
             .wait_for(|| self.counters.received.load(Ordering::Relaxed) >= want, self.opts.wait, "catch-up")

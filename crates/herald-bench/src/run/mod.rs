@@ -210,7 +210,7 @@ impl Bench {
             self.grant_roles().await?;
         }
         let ramp = Instant::now();
-        let streams = self.open_all(None).await;
+        let streams = self.open_all(None, o.broadcasts).await;
         report.ramp_seconds = ramp.elapsed().as_secs_f64();
         report.streams_held = streams.held;
         report.streams_failed = streams.failed;
@@ -265,7 +265,7 @@ impl Bench {
 
     /// Indexes of the streams each broadcast is meant for.
     fn audience(&self, held: usize) -> Vec<usize> {
-        let n = if self.opts.target == Target::Selected { held.min(1_000) } else { held };
+        let n = if self.opts.target == Target::Selected { held.min(traffic::SELECTED_MAX) } else { held };
         (0..n).collect()
     }
 

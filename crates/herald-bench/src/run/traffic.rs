@@ -5,6 +5,9 @@ use super::*;
 /// At most this many receipts reserved per stream (a long series grows its logs as before).
 const MAX_RESERVED: usize = 1024;
 
+/// A `SELECTED` broadcast lists the first this many users.
+pub(super) const SELECTED_MAX: usize = 1_000;
+
 impl Bench {
     pub(super) async fn grant_roles(&self) -> anyhow::Result<()> {
         let admin = self.token("bench-admin", &["ADMIN"]);
@@ -31,7 +34,8 @@ impl Bench {
     }
 
     /// Opens every stream (bounded concurrency) and waits until each is established or failed.
-    pub(super) async fn open_all(&self, resume: Option<&[Option<String>]>) -> Streams {
+    /// Each stream meant to receive the coming broadcasts gets room for `receipts` of them.
+    pub(super) async fn open_all(&self, resume: Option<&[Option<String>]>, receipts: usize) -> Streams {
         let o = &self.opts;
         let mut holders = Holders::default();
         let gate = Arc::new(Semaphore::new(o.concurrency.max(1)));
@@ -39,7 +43,8 @@ impl Bench {
         let mut waits = Vec::with_capacity(o.streams);
         let shared = self.h2_connections().await;
         for i in 0..o.streams {
-            let log = Arc::new(StreamLog::expecting(o.broadcasts.min(MAX_RESERVED)));
+            let meant = o.target != Target::Selected || i < SELECTED_MAX;
+            let log = Arc::new(StreamLog::expecting(if meant { receipts.min(MAX_RESERVED) } else { 0 }));
             logs.push(log.clone());
             let (tx, rx) = oneshot::channel();
             let transport = match (&shared, &self.tls) {
@@ -172,7 +177,7 @@ impl Bench {
                     Target::All => ("ALL", vec![]),
                     Target::Role => ("ROLE", vec!["BENCH".into()]),
                     Target::Selected => {
-                        ("SELECTED", (0..self.opts.streams.min(1_000)).map(|i| self.user(i)).collect())
+                        ("SELECTED", (0..self.opts.streams.min(SELECTED_MAX)).map(|i| self.user(i)).collect())
                     }
                 };
                 let body = json!({"senderId": "bench", "content": filler, "targetType": target_type, "targetIds": ids});
