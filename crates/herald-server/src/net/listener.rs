@@ -97,6 +97,8 @@ pub async fn serve(
     };
     let all = CancellationToken::new();
     while let Some((stream, peer)) = accept(&listener, &stop).await {
+        // Linux hands the listener's `TCP_NODELAY` down to what it accepts (`Acceptor::new`).
+        #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
         match admit(&shared.limits, peer) {
             Ok(slot) => {
@@ -121,25 +123,28 @@ pub async fn serve(
 }
 
 /// The listening socket. What it accepts joins a reactor only where it is served (see `plain`).
-struct Acceptor(AsyncFd<std::net::TcpListener>);
+/// Two system calls fewer per connection than a plain `accept`: the socket is non-blocking from
+/// `accept4` on (mio's accept), and on Linux it has `TCP_NODELAY` from the listener.
+struct Acceptor(AsyncFd<mio::net::TcpListener>);
 
 impl Acceptor {
     fn new(listener: TcpListener) -> io::Result<Self> {
+        let listener = listener.into_std()?;
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
         // `AsyncFd::new` is deprecated because a borrowed descriptor could be closed while
         // registered; this one is owned here, never handed out, and closed only when dropped,
         // after deregistering. The workspace forbids the `unsafe` of `AsyncFd::register`.
         #[allow(deprecated)]
-        listener.into_std().and_then(AsyncFd::new).map(Self)
+        AsyncFd::new(mio::net::TcpListener::from_std(listener)).map(Self)
     }
 
-    /// The next connection, non-blocking (accepted sockets do not inherit the listener's mode).
+    /// The next connection, already non-blocking.
     async fn accept(&self) -> io::Result<(Socket, SocketAddr)> {
         loop {
             let mut ready = self.0.readable().await?;
             if let Ok(accepted) = ready.try_io(|listener| listener.get_ref().accept()) {
                 let (socket, peer) = accepted?;
-                socket.set_nonblocking(true)?;
-                return Ok((socket, peer));
+                return Ok((socket.into(), peer));
             }
         }
     }
@@ -304,5 +309,26 @@ async fn serve_http<S>(
     };
     if finished.is_ok() {
         wire::linger_close(conn.into_parts().io.into_inner()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the connection paths expect of an accepted socket, set by the listener instead of a
+    /// call per connection: frames leave at once (no Nagle delay behind an unacknowledged one),
+    /// and a read never blocks the runtime's thread.
+    #[tokio::test]
+    async fn accepted_sockets_are_non_blocking_with_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = Acceptor::new(listener).unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (socket, _) = acceptor.accept().await.unwrap();
+        assert!(socket.nodelay().unwrap(), "TCP_NODELAY");
+        let mut buf = [0u8; 8];
+        let read = std::io::Read::read(&mut &socket, &mut buf);
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::WouldBlock, "non-blocking");
     }
 }
