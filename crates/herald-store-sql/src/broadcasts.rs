@@ -59,10 +59,8 @@ where
         D::index_targets(&mut tx, id, &ids).await?;
         let change = command::create(new.clone(), id, correlation_id, now);
         Self::append(&mut tx, &change.events, now).await?;
-        self.commit_logged(tx, true).await?;
-        if change.state.scheduled_at.is_some() || change.state.expires_at.is_some() {
-            self.wake_scheduler();
-        }
+        let timed = change.state.scheduled_at.is_some() || change.state.expires_at.is_some();
+        self.commit_waking(tx, true, timed).await?;
         Ok(change.state)
     }
 
@@ -136,8 +134,7 @@ where
         let change = command::cancel(&b, now)?;
         Self::save_status(&mut tx, &change.state).await?;
         Self::append(&mut tx, &change.events, now).await?;
-        self.commit_logged(tx, true).await?;
-        self.wake_scheduler();
+        self.commit_waking(tx, true, true).await?;
         Ok(change.state)
     }
 

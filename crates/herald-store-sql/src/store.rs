@@ -6,32 +6,28 @@ use async_trait::async_trait;
 use herald_domain::{Broadcast, Event, EventBody, NewBroadcast, Timestamp, User, UserId};
 use herald_store::{
     Counts, DeadLetter, DeliveryMark, DeliveryRow, Disconnect, DueWork, EventRange, InboxItem, ListFilter,
-    NewDeadLetter, RelayMark, Session, Signals, Store, StoreResult,
+    NewDeadLetter, RelayMark, Session, Signals, Store, StoreError, StoreResult,
 };
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use std::sync::Arc;
 
-/// Commits `tx`; when it `logged` events, the relay is woken once the commit is done. It is woken
-/// even when the caller goes away during the commit (an HTTP request dropped by its client):
-/// SQLite's thread finishes a commit it was sent, nothing else would announce those events, and
-/// the relay sleeps until a commit wakes it. A commit that failed wakes it too (one empty read).
-async fn commit_waking<DB: Database>(
+/// Commits `tx`, then hands `wake` the backend's wake-ups, in a task of its own: when the caller
+/// goes away during the commit (an HTTP request dropped by its client), the commit still finishes
+/// (SQLite's thread would finish it anyway) and is still announced, once it has landed. Nothing else
+/// would announce it: the relay and the scheduler sleep until a commit wakes them. `wake` runs after
+/// a failed commit too, which costs them one look.
+async fn commit_then<DB: Database>(
     tx: sqlx::Transaction<'static, DB>,
-    signals: &Signals,
-    logged: bool,
+    signals: Arc<Signals>,
+    wake: impl FnOnce(&Signals) + Send + 'static,
 ) -> StoreResult<()> {
-    // Made only when logged: dropping one wakes the relay.
-    let _wake = if logged { Some(WakeRelay(signals)) } else { None };
-    tx.commit().await?;
+    let committing = tokio::spawn(async move {
+        let committed = tx.commit().await;
+        wake(&signals);
+        committed
+    });
+    committing.await.map_err(StoreError::backend)??;
     Ok(())
-}
-
-/// Wakes the relay when dropped.
-struct WakeRelay<'a>(&'a Signals);
-
-impl Drop for WakeRelay<'_> {
-    fn drop(&mut self) {
-        self.0.outbox.notify_one();
-    }
 }
 
 pub struct SqlStore<D> {
@@ -51,18 +47,33 @@ impl<D: Dialect> SqlStore<D> {
         &self.d
     }
 
-    /// Commits `tx`, waking the relay when it `logged` events (see [`commit_waking`]).
+    /// Commits `tx`, then wakes the relay when it `logged` events (see [`commit_then`]).
     pub(crate) async fn commit_logged(
         &self,
         tx: sqlx::Transaction<'static, D::DB>,
         logged: bool,
     ) -> StoreResult<()> {
-        commit_waking(tx, self.d.signals(), logged).await
+        self.commit_waking(tx, logged, false).await
     }
 
-    /// After a commit: a due time may have moved earlier.
-    pub(crate) fn wake_scheduler(&self) {
-        self.d.signals().schedule.notify_one();
+    /// Commits `tx`, then wakes the relay when it `logged` events and the scheduler when a due
+    /// time may have moved earlier (see [`commit_then`]).
+    pub(crate) async fn commit_waking(
+        &self,
+        tx: sqlx::Transaction<'static, D::DB>,
+        relay: bool,
+        scheduler: bool,
+    ) -> StoreResult<()> {
+        let signals = self.d.connections().signals.clone();
+        commit_then(tx, signals, move |s| {
+            if relay {
+                s.outbox.notify_one();
+            }
+            if scheduler {
+                s.schedule.notify_one();
+            }
+        })
+        .await
     }
 }
 
@@ -311,29 +322,24 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn a_commit_whose_caller_went_away_still_wakes_the_relay() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
+    async fn a_commit_whose_caller_went_away_is_finished_and_then_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/h.db?mode=rwc", dir.path().display());
+        let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect(&url).await.unwrap();
         sqlx::query("CREATE TABLE events (seq INTEGER)").execute(&pool).await.unwrap();
-        let signals = Signals::default();
+        let signals = Arc::new(Signals::default());
         let mut tx = pool.begin().await.unwrap();
         sqlx::query("INSERT INTO events VALUES (1)").execute(&mut *tx).await.unwrap();
-        let mut commit = Box::pin(commit_waking(tx, &signals, true));
+        let mut commit = Box::pin(commit_then(tx, signals.clone(), |s| s.outbox.notify_one()));
         let polled = commit.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        assert!(polled.is_pending(), "the commit was sent to SQLite's thread and is under way");
+        assert!(polled.is_pending(), "the commit is under way");
         drop(commit);
         tokio::time::timeout(Duration::from_secs(5), signals.outbox.notified())
             .await
-            .expect("the relay is woken");
-        let count = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events").fetch_one(&pool);
-        assert_eq!(count().await.unwrap(), 1, "the commit went through without its caller");
-        // Nothing logged, nothing announced.
-        let tx = pool.begin().await.unwrap();
-        commit_waking(tx, &signals, false).await.unwrap();
-        let woken = Box::pin(signals.outbox.notified()).as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        assert!(woken.is_pending(), "no wake-up without events");
+            .expect("the commit is announced");
+        // Announced once it had landed: any connection reads it.
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
+        assert_eq!(count, 1);
     }
 }
