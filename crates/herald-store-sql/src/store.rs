@@ -338,8 +338,7 @@ mod tests {
             .await
             .expect("the commit is announced");
         // Announced once it had landed: any connection reads it.
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
         assert_eq!(count, 1);
     }
 }

@@ -329,7 +329,7 @@ mod tests {
         #[cfg(target_os = "linux")]
         assert!(socket.nodelay().unwrap(), "TCP_NODELAY, from the listener");
         let mut buf = [0u8; 8];
-        let read = std::io::Read::read(&mut &socket, &mut buf);
+        let read = io::Read::read(&mut &socket, &mut buf);
         assert_eq!(read.unwrap_err().kind(), io::ErrorKind::WouldBlock, "non-blocking");
     }
 }
