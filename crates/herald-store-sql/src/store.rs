@@ -64,6 +64,12 @@ impl<D: Dialect> SqlStore<D> {
         relay: bool,
         scheduler: bool,
     ) -> StoreResult<()> {
+        if !relay && !scheduler {
+            // Nothing to announce (a scheduler pass that found nothing due, a read already read):
+            // no task for it.
+            tx.commit().await?;
+            return Ok(());
+        }
         let signals = self.d.connections().signals.clone();
         commit_then(tx, signals, move |s| {
             if relay {
