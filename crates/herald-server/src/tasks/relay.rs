@@ -105,9 +105,12 @@ impl Relay {
     }
 
     /// Waits until a commit announces new events (one announced since the last read counts:
-    /// the wake-up keeps a permit); true when shutting down instead.
+    /// the wake-up keeps a permit); true when shutting down instead. Announced events come first,
+    /// as when the relay read again after every batch: a commit answered just before shutdown is
+    /// still published (and on PostgreSQL given its position) by this process.
     async fn idle(&self, shutdown: &CancellationToken) -> bool {
         tokio::select! {
+            biased;
             _ = self.store.signals().outbox.notified() => false,
             _ = shutdown.cancelled() => true,
         }
