@@ -33,8 +33,20 @@ impl Dialect for Postgres {
 
     /// A commit like any other: relaxing it would take a transaction and two more round trips,
     /// and a database restart could then undo it while Herald runs on.
-    async fn execute_relaxed(&self, sql: &str, text: &str, int: i64) -> StoreResult<u64> {
-        Ok(sqlx::query(sql).bind(text).bind(int).execute(self.writer()).await?.rows_affected())
+    /// Durable all the same: PostgreSQL's writers do not wait for each other's WAL flush, and
+    /// a lone statement is one round trip.
+    async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
+        let run = |sql, int, text| sqlx::query(sql).bind(int).bind(text);
+        if let [(sql, int, text)] = statements {
+            return Ok(run(*sql, *int, *text).execute(self.writer()).await?.rows_affected());
+        }
+        let mut tx = self.begin().await?;
+        let mut written = 0;
+        for (sql, int, text) in statements {
+            written += run(*sql, *int, *text).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {

@@ -67,15 +67,14 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
     /// assigned them in the writing transaction (one writer: commit order is position order).
     fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Runs `sql` with the text `$1` and the integer `$2` in a transaction of its own that need
-    /// not reach the disk before it returns, where that spares the backend an `fsync` of its own
-    /// (SQLite: an OS crash may undo it, a process crash cannot): for writes that are redone on
-    /// demand, like adding a connecting user to the directory. Returns the rows written.
-    fn execute_relaxed(
+    /// Runs `statements`, each `(sql, $1 integer, $2 text)`, as one write that need not reach the
+    /// disk before it returns, where that spares the backend an `fsync` of its own (SQLite: an OS
+    /// crash may undo it, a process crash cannot; the next durable commit carries it to disk): for
+    /// writes that are redone on demand, like adding a connecting user to the directory, or whose
+    /// loss costs a message delivered again, like delivery records. Returns the rows written.
+    fn write_relaxed(
         &self,
-        sql: &str,
-        text: &str,
-        int: i64,
+        statements: &[(&str, i64, &str)],
     ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Tells every node's [`Signals::disconnect`] to close a stream: PostgreSQL through `NOTIFY`,
     /// SQLite (one node) directly.

@@ -263,6 +263,13 @@ where
     /// (broadcast, user), as the recorder sends them, become appends to the primary key. A record
     /// that exists already has its delivery time (every writer sets it), so only marks that also
     /// read (fire-and-forget) need to update one.
+    ///
+    /// The write need not reach the disk before it returns ([`Dialect::write_relaxed`]): on SQLite
+    /// the records would otherwise hold the one writer through an `fsync` of their own several
+    /// times per broadcast, and a create arriving then waits for it. A record an OS crash takes
+    /// back means its message is delivered again, which the delivery guarantee allows (at least
+    /// once across reconnects); the recorder keeps the last few hundred milliseconds of marks in
+    /// memory before writing them anyway.
     pub(crate) async fn write_marks(&self, marks: &[DeliveryMark]) -> StoreResult<()> {
         if marks.is_empty() {
             return Ok(());
@@ -278,7 +285,7 @@ where
             "{}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)",
             insert.replace("{read}", "CAST(m.value ->> 1 AS BIGINT)")
         );
-        let mut tx = self.d.begin().await?;
+        let mut groups = Vec::new();
         let mut rest = marks;
         while let Some(first) = rest.first() {
             let run = rest
@@ -290,10 +297,12 @@ where
             rest = tail;
             let pairs: Vec<(&str, i64)> = group.iter().map(|m| (&*m.user_id, m.at.millis())).collect();
             let json = serde_json::to_string(&pairs).map_err(StoreError::backend)?;
-            let sql = if first.read { &read } else { &keep };
-            sqlx::query::<D::DB>(sql).bind(first.broadcast_id).bind(json).execute(&mut *tx).await?;
+            let sql = if first.read { read.as_str() } else { keep.as_str() };
+            groups.push((sql, first.broadcast_id, json));
         }
-        tx.commit().await?;
+        let statements: Vec<(&str, i64, &str)> =
+            groups.iter().map(|(sql, id, json)| (*sql, *id, json.as_str())).collect();
+        self.d.write_relaxed(&statements).await?;
         Ok(())
     }
 }

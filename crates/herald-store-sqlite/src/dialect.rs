@@ -1,6 +1,7 @@
 //! SQLite's side of the [`Dialect`]: one writer, positions at write, `json_each`, and the target
 //! ids of a broadcast in a table of their own.
 
+use crate::checkpoint::Checkpointer;
 use crate::lock::FileLock;
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
@@ -12,6 +13,7 @@ pub struct Sqlite {
     pub(crate) connections: Connections<sqlx::Sqlite>,
     /// Keeps other processes off the file until close.
     pub(crate) lock: FileLock,
+    pub(crate) checkpoints: Checkpointer,
 }
 
 impl Dialect for Sqlite {
@@ -22,16 +24,18 @@ impl Dialect for Sqlite {
     }
 
     async fn close(&self) {
+        self.checkpoints.stop();
         self.reader().close().await;
         self.writer().close().await;
         self.lock.release();
     }
 
-    async fn execute_relaxed(&self, sql: &str, text: &str, int: i64) -> StoreResult<u64> {
+    async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
         let mut conn = Relaxed::acquire(self.writer().acquire().await?).await?;
-        let written = sqlx::query(sql).bind(text).bind(int).execute(&mut *conn.conn).await;
+        let written = execute_all(&mut conn.conn, statements).await;
         conn.restore().await?;
-        Ok(written?.rows_affected())
+        self.checkpoints.soon();
+        written
     }
 
     async fn assign_positions(&self, _limit: u32) -> StoreResult<()> {
@@ -143,6 +147,21 @@ impl Dialect for Sqlite {
     }
 }
 
+/// Runs `statements` on `conn`: a lone one as it is, several in one transaction.
+async fn execute_all(conn: &mut SqliteConnection, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
+    let run = |sql, int, text| sqlx::query(sql).bind(int).bind(text);
+    if let [(sql, int, text)] = statements {
+        return Ok(run(*sql, *int, *text).execute(&mut *conn).await?.rows_affected());
+    }
+    let mut tx = sqlx::Connection::begin_with(conn, <Sqlite as Dialect>::BEGIN).await?;
+    let mut written = 0;
+    for (sql, int, text) in statements {
+        written += run(*sql, *int, *text).execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
 /// The writer connection with `synchronous = NORMAL`: its commits write the WAL without an
 /// `fsync`, which the next `FULL` commit (or checkpoint) makes for them, in order. It goes back to
 /// the pool only once `FULL` again; if that did not happen (an error, or the caller went away),
@@ -193,11 +212,21 @@ mod tests {
         let d = store.dialect();
         const FULL: i64 = 2;
         assert_eq!(synchronous(d).await, FULL);
-        let sql = "INSERT INTO users (user_id, created_at, updated_at) SELECT $1, $2, $2";
-        assert_eq!(d.execute_relaxed(sql, "u1", 5).await.unwrap(), 1);
+        let sql = "INSERT INTO users (user_id, created_at, updated_at) SELECT $2, $1, $1";
+        assert_eq!(d.write_relaxed(&[(sql, 5, "u1")]).await.unwrap(), 1);
         assert_eq!(synchronous(d).await, FULL, "restored");
-        assert!(d.execute_relaxed(sql, "u1", 5).await.is_err(), "u1 exists");
+        assert!(d.write_relaxed(&[(sql, 5, "u1")]).await.is_err(), "u1 exists");
         assert_eq!(synchronous(d).await, FULL, "restored after a failed write");
+        // Several statements are one transaction: all of them or none.
+        let failing = d.write_relaxed(&[(sql, 5, "u2"), (sql, 5, "u1")]).await;
+        assert!(failing.is_err(), "u1 exists");
+        assert_eq!(synchronous(d).await, FULL, "restored after a failed transaction");
+        let u2: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = 'u2'")
+            .fetch_one(d.writer())
+            .await
+            .unwrap();
+        assert_eq!(u2, 0, "rolled back with the statement that failed");
+        assert_eq!(d.write_relaxed(&[(sql, 5, "u2"), (sql, 5, "u3")]).await.unwrap(), 2);
         // One that is never restored (its caller went away) is closed, not pooled.
         drop(Relaxed::acquire(d.writer().acquire().await.unwrap()).await.unwrap());
         assert_eq!(synchronous(d).await, FULL, "a new connection");

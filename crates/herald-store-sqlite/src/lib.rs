@@ -7,6 +7,7 @@
 //! no relay transaction. Every statement is shared with PostgreSQL (`herald-store-sql`); this crate
 //! holds only what SQLite does its own way.
 
+mod checkpoint;
 mod dialect;
 mod legacy;
 mod lock;
@@ -44,6 +45,8 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
         // FULL: an acknowledged broadcast survives even an OS crash, not just a process crash.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
+        // Checkpoints are made beside the writer (`checkpoint.rs`).
+        .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
         .foreign_keys(true);
     if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -70,8 +73,9 @@ pub async fn open(url: &str) -> StoreResult<SqliteStore> {
     if moved > 0 {
         tracing::info!(events = moved, "moved events left in the outbox into the log");
     }
+    let checkpoints = checkpoint::Checkpointer::start(read.clone());
     let connections = Connections { read, write, signals: Default::default() };
-    Ok(SqlStore::new(Sqlite { connections, lock }))
+    Ok(SqlStore::new(Sqlite { connections, lock, checkpoints }))
 }
 
 #[cfg(test)]

@@ -175,7 +175,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ack_visibility(&self, user: &str, broadcast_id: i64, now: Timestamp) -> StoreResult<()>;
     /// Upserts delivery marks in one batch; existing times are kept (first delivery wins). The
     /// marks must be unique per (broadcast, user); sorted by (broadcast, user), as the recorder
-    /// sends them, they are cheapest to write.
+    /// sends them, they are cheapest to write. They may reach the disk only with a later durable
+    /// commit (SQLite): an OS crash before it can take them back, and their messages are then
+    /// delivered again, as the delivery guarantee allows.
     async fn record_deliveries(&self, marks: &[DeliveryMark]) -> StoreResult<()>;
 
     // --- scheduler ---
