@@ -41,6 +41,11 @@ struct Conn {
     tx: queue::Sender,
     /// Closes the stream's TCP connection at once (a stuck client may never read another byte).
     kill: CancellationToken,
+    /// The profile this stream registered with, when read from the directory after every user
+    /// change dispatched here and different from the slot's: a change committed and not logged
+    /// yet. Messages logged before it reach this stream if they address either profile (cleared
+    /// when the user's next change is dispatched).
+    ahead: Option<Box<User>>,
 }
 
 struct Slot {
@@ -293,6 +298,9 @@ impl Hub {
         let stale = reg.last_user_change > profile_as_of.head;
         // Nor does one read while a directory write was made here vouch for the profile.
         let vouched = self.config.serve_profiles && !stale && reg.writes == profile_as_of.writes;
+        let ahead = (!stale)
+            .then(|| reg.users.get(&user).filter(|s| s.profile != profile).map(|_| Box::new(profile.clone())))
+            .flatten();
         let slot = match reg.users.entry(user.clone()) {
             Entry::Vacant(e) => e.insert(Slot {
                 user: user.clone(),
@@ -313,7 +321,7 @@ impl Hub {
                 slot
             }
         };
-        slot.conns.push(Conn { id, connection_id, tx, kill });
+        slot.conns.push(Conn { id, connection_id, tx, kill, ahead });
         reg.total += 1;
         drop(reg);
         Metrics::inc(&self.metrics.streams_opened_total);
@@ -434,6 +442,9 @@ impl Hub {
                     // Until a stream reads the directory again: this change may be older than a
                     // write made here since (and a deleted user's next stream adds them again).
                     slot.vouched = false;
+                    for c in &mut slot.conns {
+                        c.ahead = None;
+                    }
                 }
             }
             EventBody::Message { broadcast } if broadcast.is_live_at(now) => {
@@ -447,8 +458,8 @@ impl Hub {
                 });
                 let frame = frame.unwrap_or_default();
                 let logoff = broadcast.is_force_logoff();
-                for_each_recipient(&mut reg, &event.body, |slot| {
-                    if send_all(slot, &frame, logoff, &mut dead) {
+                for_each_recipient(&mut reg, &event.body, |slot, only| {
+                    if send_all(slot, &frame, logoff, &mut dead, only) {
                         marks.push(DeliveryMark {
                             broadcast_id: broadcast.id,
                             user_id: slot.user.clone(),
@@ -463,8 +474,8 @@ impl Hub {
             EventBody::Message { .. } => {}
             EventBody::MessageRemoved { .. } | EventBody::ReadReceipt { .. } => {
                 let frame = frame.unwrap_or_default();
-                for_each_recipient(&mut reg, &event.body, |slot| {
-                    send_all(slot, &frame, false, &mut dead);
+                for_each_recipient(&mut reg, &event.body, |slot, only| {
+                    send_all(slot, &frame, false, &mut dead, only);
                 });
             }
         }
@@ -481,7 +492,7 @@ impl Hub {
         let mut reg = self.lock();
         let mut dead = Vec::new();
         for slot in reg.users.values_mut() {
-            send_all(slot, frame, false, &mut dead);
+            send_all(slot, frame, false, &mut dead, None);
         }
         let slow = self.drop_conns(&mut reg, dead);
         Metrics::add(&self.metrics.streams_closed_slow_total, slow);
@@ -606,8 +617,13 @@ fn gone_for<'a>(entries: impl Iterator<Item = &'a Logged>, user: &User) -> HashS
         .collect()
 }
 
-/// Calls `f` for each connected user the event concerns.
-fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&mut Slot)) {
+/// Calls `f` for each connected user the event concerns; with `Some(body)` when it concerns only
+/// streams registered ahead of the slot's profile (see `Conn::ahead`).
+fn for_each_recipient<'b>(
+    reg: &mut Registry,
+    body: &'b EventBody,
+    mut f: impl FnMut(&mut Slot, Option<&'b EventBody>),
+) {
     let listed: Option<&[String]> = match body {
         EventBody::ReadReceipt { user_id, .. } => Some(std::slice::from_ref(user_id)),
         EventBody::Message { broadcast } if broadcast.target.target_type == TargetType::Selected => {
@@ -623,14 +639,16 @@ fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&m
         Some(ids) => {
             for id in ids {
                 if let Some(slot) = reg.users.get_mut(id.as_str()) {
-                    f(slot);
+                    f(slot, None);
                 }
             }
         }
         None => {
             for slot in reg.users.values_mut() {
                 if body.concerns(&slot.profile) {
-                    f(slot);
+                    f(slot, None);
+                } else if slot.conns.iter().any(|c| c.ahead.as_deref().is_some_and(|p| body.concerns(p))) {
+                    f(slot, Some(body));
                 }
             }
         }
@@ -638,10 +656,20 @@ fn for_each_recipient(reg: &mut Registry, body: &EventBody, mut f: impl FnMut(&m
 }
 
 /// Queues `frame` (then `Close` when `close_after`) on each of the slot's streams; a stream whose
-/// queue is full or gone is listed in `dead`. Returns whether any stream took the frame.
-fn send_all(slot: &mut Slot, frame: &Bytes, close_after: bool, dead: &mut Vec<(Arc<str>, u64)>) -> bool {
+/// queue is full or gone is listed in `dead`. Returns whether any stream took the frame. With
+/// `only_ahead`, only the streams registered ahead of the slot's profile that it concerns take it.
+fn send_all(
+    slot: &mut Slot,
+    frame: &Bytes,
+    close_after: bool,
+    dead: &mut Vec<(Arc<str>, u64)>,
+    only_ahead: Option<&EventBody>,
+) -> bool {
     let mut any = false;
     for conn in &slot.conns {
+        if only_ahead.is_some_and(|b| !conn.ahead.as_deref().is_some_and(|p| b.concerns(p))) {
+            continue;
+        }
         match conn.tx.try_send(Out::Frame(frame.clone())) {
             Ok(()) => {
                 any = true;
@@ -733,6 +761,29 @@ mod tests {
     /// `user` changed to `profile`, logged at `seq`.
     fn user_changed(seq: i64, user: User) -> Arc<Event> {
         Arc::new(Event { seq, body: EventBody::UserChanged { user, deleted: false } })
+    }
+
+    /// Frames queued on `reg`'s stream so far.
+    fn queued(reg: &mut Registration) -> usize {
+        std::iter::from_fn(|| reg.rx.try_recv().ok()).filter(|o| matches!(o, Out::Frame(_))).count()
+    }
+
+    /// A stream opened with a profile newer than the hub's (a role given and committed, its change
+    /// not logged yet) gets what that role brings from messages logged before the change, which its
+    /// pending query cannot see (they come after its head); the user's other stream does not.
+    #[test]
+    fn a_stream_ahead_of_the_logged_profile_gets_what_its_new_role_brings() {
+        let hub = hub();
+        let mut before = register(&hub, profile("a", &[]), 10);
+        let mut ahead = register(&hub, profile("a", &["R"]), 10);
+        hub.dispatch(message_to(1, 11, "ROLE", &["R"]));
+        assert_eq!(queued(&mut ahead), 1, "the new role's broadcast");
+        assert_eq!(queued(&mut before), 0, "read before the role was given");
+        hub.dispatch(message_to(2, 12, "ROLE", &["S"]));
+        assert_eq!(queued(&mut ahead) + queued(&mut before), 0, "a role neither profile has");
+        hub.dispatch(user_changed(13, profile("a", &["R"])));
+        hub.dispatch(message_to(3, 14, "ROLE", &["R"]));
+        assert_eq!((queued(&mut ahead), queued(&mut before)), (1, 1), "once logged, the user's profile");
     }
 
     #[test]
