@@ -42,9 +42,10 @@ struct Conn {
     /// Closes the stream's TCP connection at once (a stuck client may never read another byte).
     kill: CancellationToken,
     /// The profile this stream registered with, when read from the directory after every user
-    /// change dispatched here and different from the slot's: a change committed and not logged
-    /// yet. Messages logged before it reach this stream if they address either profile (cleared
-    /// when the user's next change is dispatched).
+    /// change dispatched here and different from the slot's: most often a change committed and
+    /// not logged yet. Messages reach this stream if they address either profile, until the user's
+    /// next change is dispatched (whichever it is: two changes committed before the first is
+    /// logged leave a stream of the second on the first's profile until the second is logged).
     ahead: Option<Box<User>>,
 }
 
@@ -400,7 +401,8 @@ impl Hub {
         let mut reg = self.lock();
         if let Some(slot) = reg.users.get_mut(&guard.user) {
             // The same slot as at registration (had it ended, messages in between were missed).
-            if slot.conns.iter().any(|c| c.id == guard.id) {
+            // Its pending query ran on its own profile: one ahead of the slot's vouches for nothing.
+            if slot.conns.iter().any(|c| c.id == guard.id && c.ahead.is_none()) {
                 slot.settled = true;
             }
         }
