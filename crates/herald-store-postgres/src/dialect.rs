@@ -31,10 +31,9 @@ impl Dialect for Postgres {
         crate::relay::move_outbox(self.writer(), limit).await
     }
 
-    /// A commit like any other: relaxing it would take a transaction and two more round trips,
-    /// and a database restart could then undo it while Herald runs on.
-    /// Durable all the same: PostgreSQL's writers do not wait for each other's WAL flush, and
-    /// a lone statement is one round trip.
+    /// Durable all the same: PostgreSQL's writers do not wait for each other's WAL flush, relaxing
+    /// a lone statement would take a transaction and two more round trips, and a database restart
+    /// could then undo it while Herald runs on.
     async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
         let run = |sql, int, text| sqlx::query(sql).bind(int).bind(text);
         if let [(sql, int, text)] = statements {

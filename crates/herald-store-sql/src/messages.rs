@@ -268,8 +268,8 @@ where
     /// the records would otherwise hold the one writer through an `fsync` of their own several
     /// times per broadcast, and a create arriving then waits for it. A record an OS crash takes
     /// back means its message is delivered again, which the delivery guarantee allows (at least
-    /// once across reconnects); the recorder keeps the last few hundred milliseconds of marks in
-    /// memory before writing them anyway.
+    /// once across reconnects), or for fire-and-forget, uncounted; the recorder keeps the last few
+    /// hundred milliseconds of marks in memory before writing them anyway.
     pub(crate) async fn write_marks(&self, marks: &[DeliveryMark]) -> StoreResult<()> {
         if marks.is_empty() {
             return Ok(());

@@ -24,7 +24,7 @@ impl Dialect for Sqlite {
     }
 
     async fn close(&self) {
-        self.checkpoints.stop();
+        self.checkpoints.stop().await;
         self.reader().close().await;
         self.writer().close().await;
         self.lock.release();
@@ -32,10 +32,13 @@ impl Dialect for Sqlite {
 
     async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
         let mut conn = Relaxed::acquire(self.writer().acquire().await?).await?;
-        let written = execute_all(&mut conn.conn, statements).await;
-        conn.restore().await?;
+        let written = execute_all(&mut conn.conn, statements).await?;
         self.checkpoints.soon();
-        written
+        // Written either way; a connection not restored is closed instead of pooled (`Relaxed`).
+        if let Err(e) = conn.restore().await {
+            tracing::warn!(error = %e, "restoring synchronous = FULL failed; closing the connection");
+        }
+        Ok(written)
     }
 
     async fn assign_positions(&self, _limit: u32) -> StoreResult<()> {

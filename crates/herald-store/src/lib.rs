@@ -177,7 +177,7 @@ pub trait Store: Send + Sync + 'static {
     /// marks must be unique per (broadcast, user); sorted by (broadcast, user), as the recorder
     /// sends them, they are cheapest to write. They may reach the disk only with a later durable
     /// commit (SQLite): an OS crash before it can take them back, and their messages are then
-    /// delivered again, as the delivery guarantee allows.
+    /// delivered again, as the delivery guarantee allows (fire-and-forget ones go uncounted).
     async fn record_deliveries(&self, marks: &[DeliveryMark]) -> StoreResult<()>;
 
     // --- scheduler ---
