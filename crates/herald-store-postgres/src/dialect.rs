@@ -3,7 +3,7 @@
 
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
-use herald_store_sql::{Connections, Dialect};
+use herald_store_sql::{execute_all, Connections, Dialect};
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 
@@ -35,17 +35,8 @@ impl Dialect for Postgres {
     /// a lone statement would take a transaction and two more round trips, and a database restart
     /// could then undo it while Herald runs on.
     async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
-        let run = |sql, int, text| sqlx::query(sql).bind(int).bind(text);
-        if let [(sql, int, text)] = statements {
-            return Ok(run(*sql, *int, *text).execute(self.writer()).await?.rows_affected());
-        }
-        let mut tx = self.begin().await?;
-        let mut written = 0;
-        for (sql, int, text) in statements {
-            written += run(*sql, *int, *text).execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(written)
+        let mut conn = self.writer().acquire().await?;
+        execute_all::<sqlx::Postgres>(&mut conn, Self::BEGIN, statements, |r| r.rows_affected()).await
     }
 
     async fn announce_disconnect(&self, request: &Disconnect) -> StoreResult<()> {

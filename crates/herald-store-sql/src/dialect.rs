@@ -5,7 +5,7 @@
 use herald_domain::TargetType;
 use herald_store::{Disconnect, Signals, StoreResult};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Database, Pool, Transaction};
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +27,34 @@ pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
         })
         .collect();
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+/// Runs `statements`, each `(sql, $1 integer, $2 text)`, on `conn`: a lone one as it is, several in
+/// one transaction begun with `begin`. Returns the rows written, as `rows` counts them in a result
+/// (sqlx has no common method for it). The body of [`Dialect::write_relaxed`].
+pub async fn execute_all<DB: Database>(
+    conn: &mut DB::Connection,
+    begin: &'static str,
+    statements: &[(&str, i64, &str)],
+    rows: impl Fn(&DB::QueryResult) -> u64,
+) -> StoreResult<u64>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> i64: Encode<'r, DB> + Type<DB>,
+    for<'r> &'r str: Encode<'r, DB> + Type<DB>,
+{
+    let run = |sql, int, text| sqlx::query::<DB>(sql).bind(int).bind(text);
+    if let [(sql, int, text)] = statements {
+        return Ok(rows(&run(*sql, *int, *text).execute(&mut *conn).await?));
+    }
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await?;
+    let mut written = 0;
+    for (sql, int, text) in statements {
+        written += rows(&run(*sql, *int, *text).execute(&mut *tx).await?);
+    }
+    tx.commit().await?;
+    Ok(written)
 }
 
 /// A backend: its pools and transactions, the SQL fragments where the two dialects differ, and the

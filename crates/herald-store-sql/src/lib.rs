@@ -20,5 +20,5 @@ mod schedule;
 mod store;
 mod users;
 
-pub use dialect::{migrator, Connections, Dialect};
+pub use dialect::{execute_all, migrator, Connections, Dialect};
 pub use store::SqlStore;

@@ -5,7 +5,7 @@ use crate::checkpoint::Checkpointer;
 use crate::lock::FileLock;
 use herald_domain::TargetType;
 use herald_store::{Disconnect, StoreResult};
-use herald_store_sql::{Connections, Dialect};
+use herald_store_sql::{execute_all, Connections, Dialect};
 use sqlx::pool::PoolConnection;
 use sqlx::SqliteConnection;
 
@@ -32,7 +32,9 @@ impl Dialect for Sqlite {
 
     async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
         let mut conn = Relaxed::acquire(self.writer().acquire().await?).await?;
-        let written = execute_all(&mut conn.conn, statements).await?;
+        let written =
+            execute_all::<sqlx::Sqlite>(&mut conn.conn, Self::BEGIN, statements, |r| r.rows_affected())
+                .await?;
         self.checkpoints.soon();
         // Written either way; a connection not restored is closed instead of pooled (`Relaxed`).
         if let Err(e) = conn.restore().await {
@@ -148,21 +150,6 @@ impl Dialect for Sqlite {
             ),
         }
     }
-}
-
-/// Runs `statements` on `conn`: a lone one as it is, several in one transaction.
-async fn execute_all(conn: &mut SqliteConnection, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
-    let run = |sql, int, text| sqlx::query(sql).bind(int).bind(text);
-    if let [(sql, int, text)] = statements {
-        return Ok(run(*sql, *int, *text).execute(&mut *conn).await?.rows_affected());
-    }
-    let mut tx = sqlx::Connection::begin_with(conn, <Sqlite as Dialect>::BEGIN).await?;
-    let mut written = 0;
-    for (sql, int, text) in statements {
-        written += run(*sql, *int, *text).execute(&mut *tx).await?.rows_affected();
-    }
-    tx.commit().await?;
-    Ok(written)
 }
 
 /// The writer connection with `synchronous = NORMAL`: its commits write the WAL without an
