@@ -299,9 +299,10 @@ impl Hub {
         let stale = reg.last_user_change > profile_as_of.head;
         // Nor does one read while a directory write was made here vouch for the profile.
         let vouched = self.config.serve_profiles && !stale && reg.writes == profile_as_of.writes;
-        let ahead = (!stale)
-            .then(|| reg.users.get(&user).filter(|s| s.profile != profile).map(|_| Box::new(profile.clone())))
-            .flatten();
+        let ahead = match reg.users.get(&user) {
+            Some(slot) if !stale && slot.profile != profile => Some(Box::new(profile.clone())),
+            _ => None,
+        };
         let slot = match reg.users.entry(user.clone()) {
             Entry::Vacant(e) => e.insert(Slot {
                 user: user.clone(),
