@@ -11,7 +11,7 @@ use crate::report::Chain;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, OriginalUri, Request, State};
-use axum::http::{header, HeaderValue, Version};
+use axum::http::{header, HeaderValue, Method, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -27,7 +27,11 @@ use tracing::Instrument;
 pub async fn observe(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("(no route)", MatchedPath::as_str);
-    let method = req.method().clone();
+    observed(req.method().clone(), route, next.run(req)).await
+}
+
+/// What [`observe`] does around `answer`, the response to a `method` request to `route`.
+pub async fn observed(method: Method, route: &str, answer: impl Future<Output = Response>) -> Response {
     let span = tracing::debug_span!(
         "request",
         method = %method,
@@ -36,7 +40,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         latency_ms = tracing::field::Empty,
     );
     let started = Instant::now();
-    let response = next.run(req).instrument(span.clone()).await;
+    let response = answer.instrument(span.clone()).await;
     let status = response.status();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.record("status", status.as_u16());
@@ -62,7 +66,11 @@ const MAX_REJECTION_TEXT: usize = 1024;
 /// Fills the request path into error bodies produced anywhere below, and turns any other error
 /// response (an extractor's plain-text rejection, say) into the same JSON body.
 pub async fn error_body(uri: OriginalUri, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    json_error_body(next.run(req).await, uri.path()).await
+}
+
+/// What [`error_body`] does to `response`, the answer to a request for `path`.
+pub async fn json_error_body(response: Response, path: &str) -> Response {
     let info = match response.extensions().get::<ErrorInfo>().cloned() {
         Some(info) => info,
         None if response.status().is_client_error() || response.status().is_server_error() => {
@@ -79,11 +87,11 @@ pub async fn error_body(uri: OriginalUri, req: Request, next: Next) -> Response 
                 text.trim().to_owned()
             };
             let response = Response::from_parts(parts, Body::empty());
-            return with_json_error(response, ErrorInfo { status, message, cause: None }, uri.path());
+            return with_json_error(response, ErrorInfo { status, message, cause: None }, path);
         }
         None => return response,
     };
-    with_json_error(response, info, uri.path())
+    with_json_error(response, info, path)
 }
 
 fn is_json(response: &Response) -> bool {

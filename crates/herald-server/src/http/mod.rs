@@ -19,6 +19,7 @@ mod views;
 
 pub use caller::Caller;
 pub use error::ApiError;
+pub use streams::StreamRoutes;
 
 use crate::net::Routers;
 use crate::state::AppState;
@@ -47,11 +48,17 @@ pub fn routers(state: AppState) -> Routers {
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_deadline))
         .layer(axum::middleware::from_fn(middleware::enforce_framing));
-    let streams = Router::new()
-        .merge(streams::connect_router())
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed);
-    Routers { all: shared_layers(all, state.clone()), streams: shared_layers(streams, state) }
+    let streams = match cors_layer(&state.config) {
+        None => StreamRoutes::Direct(state.clone()),
+        Some(_) => {
+            let router = Router::new()
+                .merge(streams::connect_router())
+                .fallback(error::not_found)
+                .method_not_allowed_fallback(error::method_not_allowed);
+            StreamRoutes::Router(shared_layers(router, state.clone()))
+        }
+    };
+    Routers { all: shared_layers(all, state), streams }
 }
 
 /// The layers every request passes, outermost first: CORS, the request span, the JSON error body.

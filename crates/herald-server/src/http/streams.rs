@@ -2,6 +2,7 @@
 
 use super::extract::{parse_form, read_body, ApiQuery};
 use super::limited;
+use super::middleware;
 use super::ApiError;
 use super::Caller;
 use super::{required_user, ClientIp};
@@ -32,6 +33,40 @@ pub fn router() -> Router<AppState> {
 /// The routes that open a stream: the paths the accept loop answers on the raw socket.
 pub fn connect_router() -> Router<AppState> {
     STREAM_PATHS.iter().fold(Router::new(), |router, path| router.route(path, get(connect)))
+}
+
+/// The stream routes as the accept loop answers them on the raw socket (`net/raw.rs`), which has
+/// classified the request as a `GET` of one of [`STREAM_PATHS`].
+#[derive(Clone)]
+pub enum StreamRoutes {
+    /// The handler called directly, in the span and with the JSON error body of the layers every
+    /// request passes (`middleware::observed`, `middleware::json_error_body`): routing it again
+    /// through the router and its layers cost a stream connect about 6 % more CPU time
+    /// (`docs/benchmarks.md`, tenth session).
+    Direct(AppState),
+    /// With CORS configured: the router, whose CORS layer adds the headers a browser needs.
+    Router(Router),
+}
+
+impl StreamRoutes {
+    pub async fn answer(&self, req: Request) -> Response {
+        match self {
+            Self::Router(router) => {
+                let Ok(response) = tower::ServiceExt::oneshot(router.clone(), req).await;
+                response
+            }
+            Self::Direct(app) => {
+                // The route is the path: neither has parameters.
+                let route =
+                    STREAM_PATHS.iter().find(|p| **p == req.uri().path()).copied().unwrap_or("(no route)");
+                let answer = async {
+                    let response = axum::handler::Handler::call(connect, req, app.clone()).await;
+                    middleware::json_error_body(response, route).await
+                };
+                middleware::observed(http::Method::GET, route, answer).await
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -200,13 +200,13 @@ async fn plain(shared: &Shared, socket: Socket, ctl: ConnCtl, slot: Option<ConnS
         send_timeout: shared.limits.send_timeout,
         slot,
     };
-    let streams = || shared.routers.streams.clone();
+    let streams = &shared.routers.streams;
     // The head is usually there already, or a moment behind the handshake: look twice before the
     // socket joins this runtime's reactor.
     let mut prefix = BytesMut::new();
     for first in [true, false] {
         match raw::stream_now(&socket, &shared.limits) {
-            Ok(request) => return raw::serve_stream(socket, request, streams(), ctl, conn(slot)).await,
+            Ok(request) => return raw::serve_stream(socket, request, streams, ctl, conn(slot)).await,
             Err(read) if read.is_empty() && first => tokio::task::yield_now().await,
             Err(read) => {
                 prefix = read;
@@ -218,7 +218,7 @@ async fn plain(shared: &Shared, socket: Socket, ctl: ConnCtl, slot: Option<ConnS
     match raw::sniff(stream, &shared.limits, true, prefix).await {
         Sniffed::Stream(stream, request) => {
             let Ok(socket) = stream.into_std() else { return };
-            raw::serve_stream(socket, request, streams(), ctl, conn(slot)).await
+            raw::serve_stream(socket, request, streams, ctl, conn(slot)).await
         }
         Sniffed::Other(io) => {
             let _slot = slot;

@@ -25,7 +25,7 @@ pub use raw::STREAM_PATHS;
 #[derive(Clone)]
 pub struct Routers {
     pub all: axum::Router,
-    pub streams: axum::Router,
+    pub streams: crate::http::StreamRoutes,
 }
 
 /// Per-connection facts handlers may need, inserted into every request's extensions.

@@ -6,7 +6,6 @@
 //! already read put back in front of the socket.
 
 use axum::body::Body;
-use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use http_body_util::BodyExt;
@@ -17,11 +16,11 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 use super::runtime::{Attach, StreamRuntime, Writer};
 use super::wire::{self, linger_close, refuse};
 use super::{ConnCtl, ConnLimits};
+use crate::http::StreamRoutes;
 use crate::limits::ConnSlot;
 use http::StatusCode;
 use std::time::Duration;
@@ -175,13 +174,13 @@ fn route_of(path: &str) -> &str {
 pub async fn serve_stream(
     socket: std::net::TcpStream,
     mut request: Box<http::Request<Body>>,
-    router: Router,
+    routes: &StreamRoutes,
     ctl: ConnCtl,
     conn: StreamConn<'_>,
 ) {
     let kill = ctl.kill.clone();
     request.extensions_mut().insert(ctl);
-    let Ok(response) = router.oneshot(*request).await;
+    let response = routes.answer(*request).await;
     let (parts, body) = response.into_parts();
     let mut head =
         format!("HTTP/1.1 {} {}\r\n", parts.status.as_u16(), parts.status.canonical_reason().unwrap_or(""));

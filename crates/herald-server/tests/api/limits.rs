@@ -154,6 +154,18 @@ async fn cors_allows_only_the_configured_origins() {
     assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
     let other = preflight(&app, "https://evil.example").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+    // A stream (answered on the raw socket) carries the headers too: a browser's EventSource
+    // from the console's origin may read it.
+    let stream = app
+        .client
+        .get(app.url("/api/user/sse/connect?userId=u1"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["access-control-allow-origin"], "https://app.example");
+    drop(stream);
     app.stop().await;
 
     let default = spawn_app(Backend::Sqlite).await;
