@@ -1,6 +1,6 @@
 //! The HTTP edge's error: every failure becomes the JSON body of SPEC section 4
 //! (`timestamp`, `status`, `error`, `message`, `path`) with the right status code. A 5xx keeps its
-//! cause; the request middleware (`middleware::observe`) logs the chain once, in the request's span.
+//! cause; the request middleware (`middleware::observed`) logs the chain once, in the request's span.
 
 use crate::net::wire::error_json;
 use crate::stream::Refused;
@@ -110,8 +110,8 @@ impl From<Refused> for ApiError {
     }
 }
 
-/// An error response, rendered by the `error_body` middleware once the request path is known;
-/// `cause` is logged by the `observe` middleware for a 5xx.
+/// An error response, rendered by `middleware::json_error_body` once the request path is known;
+/// `cause` is logged by `middleware::observed` for a 5xx.
 #[derive(Clone, Debug)]
 pub struct ErrorInfo {
     pub status: StatusCode,

@@ -2,7 +2,8 @@
 //! status, latency; at debug level) and a 5xx logged once with its cause chain; the JSON error
 //! body for every error (also axum's own plain-text rejections); the framing rules for requests on
 //! a kept-alive connection; and the deadline of the request body. Streams answered on the raw
-//! socket pass only the first two, and CORS (`routers` in `http/mod.rs`).
+//! socket get only the first two, through [`observed`] and [`json_error_body`] (and CORS, when
+//! configured, through the router: `StreamRoutes` in `http/streams.rs`).
 
 use super::error::{render, ErrorInfo};
 use super::ApiError;

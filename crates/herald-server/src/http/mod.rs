@@ -31,7 +31,7 @@ use serde::{Deserialize, Deserializer};
 
 /// The HTTP API: every route under every layer (`Routers::all`), and the stream routes alone for
 /// the stream requests the accept loop answers on the raw socket (`Routers::streams`, see
-/// `net/raw.rs`). Those were checked against the framing rules while their head was read and
+/// `net/raw.rs`; a router only when CORS is configured). Those were checked against the framing rules while their head was read and
 /// have no body, so they skip the framing, body-deadline and body-limit layers; the span, the
 /// JSON error body and CORS are the same.
 pub fn routers(state: AppState) -> Routers {

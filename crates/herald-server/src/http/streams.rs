@@ -56,6 +56,7 @@ impl StreamRoutes {
                 response
             }
             Self::Direct(app) => {
+                debug_assert!(req.method() == http::Method::GET && STREAM_PATHS.contains(&req.uri().path()));
                 // The route is the path: neither has parameters.
                 let route =
                     STREAM_PATHS.iter().find(|p| **p == req.uri().path()).copied().unwrap_or("(no route)");

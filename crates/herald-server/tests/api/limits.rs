@@ -164,6 +164,7 @@ async fn cors_allows_only_the_configured_origins() {
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["connection"], "close", "answered on the raw socket, not by hyper");
     assert_eq!(stream.headers()["access-control-allow-origin"], "https://app.example");
     drop(stream);
     app.stop().await;
