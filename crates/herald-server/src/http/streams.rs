@@ -56,10 +56,10 @@ impl StreamRoutes {
                 response
             }
             Self::Direct(app) => {
-                debug_assert!(req.method() == http::Method::GET && STREAM_PATHS.contains(&req.uri().path()));
                 // The route is the path: neither has parameters.
-                let route =
-                    STREAM_PATHS.iter().find(|p| **p == req.uri().path()).copied().unwrap_or("(no route)");
+                let route = STREAM_PATHS.iter().find(|p| **p == req.uri().path()).copied();
+                debug_assert!(req.method() == http::Method::GET && route.is_some());
+                let route = route.unwrap_or("(no route)");
                 let answer = async {
                     let response = axum::handler::Handler::call(connect, req, app.clone()).await;
                     middleware::json_error_body(response, route).await

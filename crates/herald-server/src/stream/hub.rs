@@ -49,6 +49,13 @@ struct Conn {
     ahead: Option<Box<User>>,
 }
 
+impl Conn {
+    /// Whether this stream is ahead of its slot's profile with one that `body` concerns.
+    fn ahead_for(&self, body: &EventBody) -> bool {
+        self.ahead.as_deref().is_some_and(|p| body.concerns(p))
+    }
+}
+
 struct Slot {
     user: Arc<str>,
     profile: User,
@@ -650,7 +657,7 @@ fn for_each_recipient<'b>(
             for slot in reg.users.values_mut() {
                 if body.concerns(&slot.profile) {
                     f(slot, None);
-                } else if slot.conns.iter().any(|c| c.ahead.as_deref().is_some_and(|p| body.concerns(p))) {
+                } else if slot.conns.iter().any(|c| c.ahead_for(body)) {
                     f(slot, Some(body));
                 }
             }
@@ -670,7 +677,7 @@ fn send_all(
 ) -> bool {
     let mut any = false;
     for conn in &slot.conns {
-        if only_ahead.is_some_and(|b| !conn.ahead.as_deref().is_some_and(|p| b.concerns(p))) {
+        if only_ahead.is_some_and(|b| !conn.ahead_for(b)) {
             continue;
         }
         match conn.tx.try_send(Out::Frame(frame.clone())) {
