@@ -23,7 +23,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +33,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::BoxCloneService;
 use tower::ServiceExt;
 
 /// An accepted connection before it joins a runtime's reactor.
@@ -282,8 +280,9 @@ async fn refuse_busy(socket: Socket, message: String) {
     wire::refuse(stream, StatusCode::TOO_MANY_REQUESTS, &message, "", &[("retry-after", "5")]).await;
 }
 
-/// Serves HTTP/1.1 requests with hyper until the connection ends, then closes it lingering, so
-/// that an answer sent before the whole request was read (413, 408) reaches the client.
+/// Serves HTTP/1.1 requests with hyper until the connection ends. hyper flushes its last answer
+/// and then shuts the connection down, which is a lingering close (`wire::Lingering`), so that an
+/// answer sent before the whole request was read (413, 408) reaches the client.
 async fn serve_http<S>(
     io: Rewind<S>,
     router: Router,
@@ -297,18 +296,15 @@ async fn serve_http<S>(
         req.extensions_mut().insert(ctl.clone());
         req
     });
-    // Boxed so that its future is `Unpin`, which taking the socket back from hyper requires.
-    let service = BoxCloneService::new(service);
-    let mut conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-    let finished = tokio::select! {
-        done = poll_fn(|cx| conn.poll_without_shutdown(cx)) => done,
+    let io = TokioIo::new(wire::Lingering::new(io));
+    let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
         _ = drain.cancelled() => {
-            std::pin::Pin::new(&mut conn).graceful_shutdown();
-            poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
-    };
-    if finished.is_ok() {
-        wire::linger_close(conn.into_parts().io.into_inner()).await;
     }
 }
 

@@ -9,9 +9,12 @@
 
 use axum::http::StatusCode;
 use herald_domain::Timestamp;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// What is wrong with a request head, if anything. `http11` is false for HTTP/1.0, which may omit
 /// `Host`.
@@ -81,17 +84,93 @@ const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// data makes the kernel send a reset, and a client that writes its whole request before reading
 /// (Python's `http.client`, `requests`) would get a broken pipe instead of the 413 or 431 sent
 /// before it.
-pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
-    let _ = io.shutdown().await;
-    let deadline = tokio::time::Instant::now() + LINGER_TIME;
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut drained = 0;
-    while drained < LINGER_BYTES {
-        let idle = (tokio::time::Instant::now() + LINGER_IDLE).min(deadline);
-        match tokio::time::timeout_at(idle, io.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
-            _ => break,
+pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+    let _ = Lingering::new(io).shutdown().await;
+}
+
+/// A connection whose shutdown is the lingering close of [`linger_close`]. hyper shuts its
+/// connection down only after flushing what it has buffered, so handing it this (rather than
+/// taking the socket back from hyper to close it) cannot lose the end of an answer.
+pub struct Lingering<S> {
+    inner: S,
+    /// Set once shutting down began.
+    linger: Option<Linger>,
+}
+
+struct Linger {
+    /// The FIN (or TLS `close_notify`) is sent.
+    shut: bool,
+    drained: usize,
+    deadline: tokio::time::Instant,
+    /// The next read must come before this fires (at most at `deadline`).
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> Lingering<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner, linger: None }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Lingering<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Self { inner, linger } = self.get_mut();
+        let linger = linger.get_or_insert_with(|| {
+            let deadline = tokio::time::Instant::now() + LINGER_TIME;
+            Linger { shut: false, drained: 0, deadline, idle: Box::pin(tokio::time::sleep(LINGER_IDLE)) }
+        });
+        if !linger.shut {
+            ready!(Pin::new(&mut *inner).poll_shutdown(cx))?;
+            linger.shut = true;
         }
+        let mut scratch = [0u8; 8 * 1024];
+        while linger.drained < LINGER_BYTES {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    linger.drained += buf.filled().len();
+                    let next = (tokio::time::Instant::now() + LINGER_IDLE).min(linger.deadline);
+                    linger.idle.as_mut().reset(next);
+                }
+                // The client closed too, or the connection failed: nothing more to wait for.
+                Poll::Ready(_) => break,
+                Poll::Pending => {
+                    ready!(linger.idle.as_mut().poll(cx));
+                    break;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
