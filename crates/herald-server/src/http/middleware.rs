@@ -18,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
@@ -137,10 +139,12 @@ pub async fn enforce_framing(req: Request, next: Next) -> Response {
 pub struct BodyTimedOut;
 
 /// A request body that fails with [`BodyTimedOut`] once its deadline passes: a client that
-/// declares a body and never sends it cannot hold a connection (and its file) forever.
+/// declares a body and never sends it cannot hold a connection (and its file) forever. `whole`
+/// is set once the body was read to its end.
 pub struct DeadlineBody {
     inner: Body,
     deadline: Pin<Box<Sleep>>,
+    whole: Arc<AtomicBool>,
 }
 
 impl http_body::Body for DeadlineBody {
@@ -152,6 +156,9 @@ impl http_body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if frame.is_none() || self.inner.is_end_stream() {
+                self.whole.store(true, Ordering::Relaxed);
+            }
             return Poll::Ready(frame);
         }
         match self.deadline.as_mut().poll(cx) {
@@ -169,11 +176,22 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
-/// Middleware: every request body must arrive whole within `body_timeout`.
+/// Middleware: every request body must arrive whole within `body_timeout`. An HTTP/1 answer
+/// given before the body was read to its end (a refusal: 401, 413, 415, a bad path) says
+/// `connection: close`. hyper would close the connection anyway unless the rest of the body is
+/// already there to skip, and it finds out only after the answer went out saying nothing, so a
+/// client reusing the connection would lose its next request.
 pub async fn body_deadline(State(app): State<AppState>, req: Request, next: Next) -> Response {
     if http_body::Body::is_end_stream(req.body()) {
         return next.run(req).await;
     }
+    let http1 = req.version() < Version::HTTP_2;
     let deadline = Box::pin(tokio::time::sleep(app.config.body_timeout));
-    next.run(req.map(|inner| Body::new(DeadlineBody { inner, deadline }))).await
+    let whole = Arc::new(AtomicBool::new(false));
+    let body = |inner| Body::new(DeadlineBody { inner, deadline, whole: whole.clone() });
+    let mut response = next.run(req.map(body)).await;
+    if http1 && !whole.load(Ordering::Relaxed) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
