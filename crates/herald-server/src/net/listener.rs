@@ -280,9 +280,10 @@ async fn refuse_busy(socket: Socket, message: String) {
     wire::refuse(stream, StatusCode::TOO_MANY_REQUESTS, &message, "", &[("retry-after", "5")]).await;
 }
 
-/// Serves HTTP/1.1 requests with hyper until the connection ends. hyper flushes its last answer
-/// and then shuts the connection down, which is a lingering close (`wire::Lingering`), so that an
-/// answer sent before the whole request was read (413, 408) reaches the client.
+/// Serves HTTP/1.1 requests with hyper until the connection ends. When it ends in good order
+/// (not by an I/O error or hyper's header timeout) hyper flushes its last answer and then shuts
+/// the connection down, which is a lingering close (`wire::Lingering`), so that an answer sent
+/// before the whole request was read (413, 408) reaches the client.
 async fn serve_http<S>(
     io: Rewind<S>,
     router: Router,
@@ -300,6 +301,8 @@ async fn serve_http<S>(
     let conn = builder.serve_connection(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
+        // A request already read (in `io`'s prefix) is answered even when draining has begun.
+        biased;
         _ = conn.as_mut() => {}
         _ = drain.cancelled() => {
             conn.as_mut().graceful_shutdown();

@@ -11,10 +11,12 @@ use axum::http::StatusCode;
 use herald_domain::Timestamp;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 /// What is wrong with a request head, if anything. `http11` is false for HTTP/1.0, which may omit
 /// `Host`.
@@ -93,22 +95,32 @@ pub async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
 /// taking the socket back from hyper to close it) cannot lose the end of an answer.
 pub struct Lingering<S> {
     inner: S,
-    /// Set once shutting down began.
-    linger: Option<Linger>,
+    /// Set once the connection is shut down for sending.
+    draining: Option<Drain>,
 }
 
-struct Linger {
-    /// The FIN (or TLS `close_notify`) is sent.
-    shut: bool,
+/// Reading and discarding after the shutdown, within [`LINGER_BYTES`] and [`LINGER_TIME`], until
+/// the client has sent nothing for [`LINGER_IDLE`].
+struct Drain {
     drained: usize,
-    deadline: tokio::time::Instant,
-    /// The next read must come before this fires (at most at `deadline`).
-    idle: Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
+    idle: Pin<Box<Sleep>>,
+}
+
+impl Drain {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            drained: 0,
+            deadline: now + LINGER_TIME,
+            idle: Box::pin(tokio::time::sleep_until(now + LINGER_IDLE)),
+        }
+    }
 }
 
 impl<S> Lingering<S> {
     pub fn new(inner: S) -> Self {
-        Self { inner, linger: None }
+        Self { inner, draining: None }
     }
 }
 
@@ -144,28 +156,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Self { inner, linger } = self.get_mut();
-        let linger = linger.get_or_insert_with(|| {
-            let deadline = tokio::time::Instant::now() + LINGER_TIME;
-            Linger { shut: false, drained: 0, deadline, idle: Box::pin(tokio::time::sleep(LINGER_IDLE)) }
-        });
-        if !linger.shut {
-            ready!(Pin::new(&mut *inner).poll_shutdown(cx))?;
-            linger.shut = true;
+        let Self { inner, draining } = self.get_mut();
+        if draining.is_none() {
+            // A failed shutdown (a client already gone, most likely) still drains, as closing
+            // would: what is left to read ends at once then.
+            let _ = ready!(Pin::new(&mut *inner).poll_shutdown(cx));
         }
-        let mut scratch = [0u8; 8 * 1024];
-        while linger.drained < LINGER_BYTES {
-            let mut buf = ReadBuf::new(&mut scratch);
+        let drain = draining.get_or_insert_with(Drain::new);
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 8 * 1024];
+        while drain.drained < LINGER_BYTES {
+            let mut buf = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
-                    linger.drained += buf.filled().len();
-                    let next = (tokio::time::Instant::now() + LINGER_IDLE).min(linger.deadline);
-                    linger.idle.as_mut().reset(next);
+                    drain.drained += buf.filled().len();
+                    let next = (Instant::now() + LINGER_IDLE).min(drain.deadline);
+                    drain.idle.as_mut().reset(next);
                 }
                 // The client closed too, or the connection failed: nothing more to wait for.
                 Poll::Ready(_) => break,
                 Poll::Pending => {
-                    ready!(linger.idle.as_mut().poll(cx));
+                    ready!(drain.idle.as_mut().poll(cx));
                     break;
                 }
             }
@@ -194,6 +204,66 @@ pub fn error_json(status: StatusCode, message: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    /// A lingering close of the server's end of a pipe; the client's end to drive it.
+    fn pair() -> (tokio::task::JoinHandle<Instant>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let closing = tokio::spawn(async move {
+            linger_close(server).await;
+            Instant::now()
+        });
+        (closing, client)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_close_sends_eof_and_ends_when_the_client_closes() {
+        let (closing, mut client) = pair();
+        let start = Instant::now();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the server's side is shut down first");
+        client.write_all(b"the rest of a request").await.unwrap();
+        drop(client);
+        assert_eq!(closing.await.unwrap(), start, "no waiting once the client is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_close_waits_for_an_idle_client_no_longer_than_linger_idle() {
+        let (closing, _client) = pair();
+        let start = Instant::now();
+        assert_eq!(closing.await.unwrap() - start, LINGER_IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_keeps_sending_is_cut_at_linger_time() {
+        let (closing, mut client) = pair();
+        let start = Instant::now();
+        let trickle = tokio::spawn(async move {
+            while client.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        let closed = tokio::time::timeout(LINGER_TIME * 10, closing).await.expect("cut").unwrap();
+        assert_eq!(closed - start, LINGER_TIME);
+        trickle.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_floods_is_cut_at_linger_bytes() {
+        let (closing, mut client) = pair();
+        let flood = tokio::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            let mut sent = 0;
+            while client.write_all(&chunk).await.is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        closing.await.unwrap();
+        let sent = flood.await.unwrap();
+        assert!((LINGER_BYTES..LINGER_BYTES + 256 * 1024).contains(&sent), "{sent} bytes taken");
+    }
 
     fn check(http11: bool, headers: &[(&str, &str)]) -> Option<&'static str> {
         head_problem(http11, headers.iter().map(|(n, v)| (*n, v.as_bytes())))
