@@ -187,29 +187,38 @@ async fn every_error_has_the_json_body() {
 /// A keep-alive client sends a request head and its body in separate writes. When the answer comes
 /// before the body was read (415 here; also 401, 403, 413, a bad path), the connection must say
 /// it closes: otherwise hyper closes it a moment later, finding the body not there yet, and the
-/// client's next request on it is lost ("closed connection without response").
+/// client's next request on it is lost ("closed connection without response"). Checked for the
+/// first request of a connection (whose head the accept loop reads) and for a later one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_given_before_the_body_arrived_closes_the_connection() {
     let app = spawn_app(Backend::Sqlite).await;
-    let mut s = TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
-    let head =
+    let put =
         "PUT /api/admin/users/x HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n";
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&out).ends_with('}') {
-        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("an answer").unwrap();
-        assert!(n > 0, "closed before answering: {:?}", String::from_utf8_lossy(&out));
-        out.extend_from_slice(&buf[..n]);
+    for before in ["", "GET /health/live HTTP/1.1\r\nHost: h\r\n\r\n"] {
+        let answers = 1 + before.len().min(1);
+        let mut s = TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+        s.write_all(format!("{before}{put}").as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&out);
+            if text.matches("HTTP/1.1 ").count() == answers && text.ends_with('}') {
+                break;
+            }
+            let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("an answer").unwrap();
+            assert!(n > 0, "closed before answering: {text:?}");
+            out.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        let answer = text.rsplit("http/1.1 ").next().unwrap();
+        assert!(answer.starts_with("415"), "{text}");
+        assert!(answer.contains("\r\nconnection: close\r\n"), "the client is told not to reuse it: {text}");
+        s.write_all(b"{}GET /health/live HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await.expect("closed").expect("read");
+        assert!(rest.is_empty(), "nothing more is answered: {:?}", String::from_utf8_lossy(&rest));
     }
-    let answer = String::from_utf8_lossy(&out).to_ascii_lowercase();
-    assert!(answer.starts_with("http/1.1 415"), "{answer}");
-    assert!(answer.contains("\r\nconnection: close\r\n"), "the client is told not to reuse it: {answer}");
-    s.write_all(b"{}GET /health/live HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await.expect("closed").expect("read");
-    assert!(rest.is_empty(), "nothing more is answered: {:?}", String::from_utf8_lossy(&rest));
     app.stop().await;
 }
 
