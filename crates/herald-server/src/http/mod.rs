@@ -31,9 +31,9 @@ use serde::{Deserialize, Deserializer};
 
 /// The HTTP API: every route under every layer (`Routers::all`), and the stream routes alone for
 /// the stream requests the accept loop answers on the raw socket (`Routers::streams`, see
-/// `net/raw.rs`; a router only when CORS is configured). Those were checked against the framing rules while their head was read and
-/// have no body, so they skip the framing, body-deadline and body-limit layers; the span, the
-/// JSON error body and CORS are the same.
+/// `net/raw.rs`; a router only when CORS is configured). Those were checked against the framing
+/// rules while their head was read and have no body, so they skip the framing, body-deadline and
+/// body-limit layers; the span, the JSON error body and CORS are the same.
 pub fn routers(state: AppState) -> Routers {
     let all = Router::new()
         .merge(admin_broadcasts::router())
@@ -48,15 +48,14 @@ pub fn routers(state: AppState) -> Routers {
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_deadline))
         .layer(axum::middleware::from_fn(middleware::enforce_framing));
-    let streams = match cors_layer(&state.config) {
-        None => StreamRoutes::Direct(state.clone()),
-        Some(_) => {
-            let router = Router::new()
-                .merge(streams::connect_router())
-                .fallback(error::not_found)
-                .method_not_allowed_fallback(error::method_not_allowed);
-            StreamRoutes::Router(shared_layers(router, state.clone()))
-        }
+    let streams = if state.config.cors_allowed_origins.is_empty() {
+        StreamRoutes::Direct(state.clone())
+    } else {
+        let router = Router::new()
+            .merge(streams::connect_router())
+            .fallback(error::not_found)
+            .method_not_allowed_fallback(error::method_not_allowed);
+        StreamRoutes::Router(shared_layers(router, state.clone()))
     };
     Routers { all: shared_layers(all, state), streams }
 }

@@ -1,9 +1,9 @@
 //! Streams served on the raw socket. hyper keeps two 8 KiB buffers per connection for as long as
 //! the connection lives; an SSE stream lives for hours and only ever writes. So the accept loop
 //! reads the request head itself: a `GET` of a stream route is answered here (by the same handler,
-//! span and JSON error body as through the router: `http::StreamRoutes`), written without chunked encoding
-//! and delimited by closing the connection; every other request goes to hyper with the bytes
-//! already read put back in front of the socket.
+//! span and JSON error body as through the router: `http::StreamRoutes`), written without chunked
+//! encoding and delimited by closing the connection; every other request goes to hyper with the
+//! bytes already read put back in front of the socket.
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};

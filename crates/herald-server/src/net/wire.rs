@@ -239,6 +239,7 @@ mod tests {
     async fn a_client_that_keeps_sending_is_cut_at_linger_time() {
         let (closing, mut client) = pair();
         let start = Instant::now();
+        // A byte every 500 ms of the paused clock: the client's pace, not a wait for the server.
         let trickle = tokio::spawn(async move {
             while client.write_all(b"x").await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
