@@ -142,11 +142,13 @@ pub async fn delivery_marks_keep_the_first_time_and_feed_the_counts(backend: Bac
     let b = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
     let mark =
         |u: &str, at: Timestamp| DeliveryMark { broadcast_id: b.id, user_id: u.into(), at, read: false };
-    store.record_deliveries(&[mark("a", now), mark("b", now)]).await.unwrap();
+    // One batch, two times (a fan-out's and a catch-up's): each user keeps their own.
+    store.record_deliveries(&[mark("b", now.plus_millis(7)), mark("a", now)]).await.unwrap();
     store.record_deliveries(&[mark("a", now.plus_millis(5_000))]).await.unwrap();
     let rows = store.deliveries(&b, None, 10).await.unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].delivered_at, Some(now), "the first delivery time is kept");
+    assert_eq!(rows[1].delivered_at, Some(now.plus_millis(7)), "b's own time");
     let counts = store.counts(&b).await.unwrap();
     assert_eq!((counts.targeted, counts.delivered, counts.read), (2, 2, 0));
     let page = store.deliveries(&b, Some("a"), 10).await.unwrap();

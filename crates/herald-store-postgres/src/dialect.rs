@@ -34,7 +34,7 @@ impl Dialect for Postgres {
     /// Durable all the same: PostgreSQL's writers do not wait for each other's WAL flush, relaxing
     /// a lone statement would take a transaction and two more round trips, and a database restart
     /// could then undo it while Herald runs on.
-    async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
+    async fn write_relaxed(&self, statements: &[(&str, i64, i64, &str)]) -> StoreResult<u64> {
         let mut conn = self.writer().acquire().await?;
         execute_all::<sqlx::Postgres>(&mut conn, Self::BEGIN, statements, |r| r.rows_affected()).await
     }
@@ -81,10 +81,6 @@ impl Dialect for Postgres {
 
     fn json_pair(a: &str, b: &str) -> String {
         format!("json_build_array({a}, {b})")
-    }
-
-    fn json_array_rows(n: usize, alias: &str) -> String {
-        format!("json_array_elements(${n}::json) AS {alias}(value)")
     }
 
     fn target_ids_value(n: usize) -> String {

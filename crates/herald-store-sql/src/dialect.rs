@@ -29,13 +29,13 @@ pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
-/// Runs `statements`, each `(sql, $1 integer, $2 text)`, on `conn`: a lone one as it is, several in
+/// Runs `statements`, each `(sql, $1 integer, $2 integer, $3 text)`, on `conn`: a lone one as it is, several in
 /// one transaction begun with `begin`. Returns the rows written, as `rows` counts them in a result
 /// (sqlx has no common method for it). The body of [`Dialect::write_relaxed`].
 pub async fn execute_all<DB: Database>(
     conn: &mut DB::Connection,
     begin: &'static str,
-    statements: &[(&str, i64, &str)],
+    statements: &[(&str, i64, i64, &str)],
     rows: impl Fn(&DB::QueryResult) -> u64,
 ) -> StoreResult<u64>
 where
@@ -44,14 +44,14 @@ where
     for<'r> i64: Encode<'r, DB> + Type<DB>,
     for<'r> &'r str: Encode<'r, DB> + Type<DB>,
 {
-    let run = |sql, int, text| sqlx::query::<DB>(sql).bind(int).bind(text);
-    if let [(sql, int, text)] = statements {
-        return Ok(rows(&run(*sql, *int, *text).execute(&mut *conn).await?));
+    let run = |sql, a, b, text| sqlx::query::<DB>(sql).bind(a).bind(b).bind(text);
+    if let [(sql, a, b, text)] = statements {
+        return Ok(rows(&run(*sql, *a, *b, *text).execute(&mut *conn).await?));
     }
     let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await?;
     let mut written = 0;
-    for (sql, int, text) in statements {
-        written += rows(&run(*sql, *int, *text).execute(&mut *tx).await?);
+    for (sql, a, b, text) in statements {
+        written += rows(&run(*sql, *a, *b, *text).execute(&mut *tx).await?);
     }
     tx.commit().await?;
     Ok(written)
@@ -95,14 +95,14 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
     /// assigned them in the writing transaction (one writer: commit order is position order).
     fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Runs `statements`, each `(sql, $1 integer, $2 text)`, as one write that need not reach the
+    /// Runs `statements`, each `(sql, $1 integer, $2 integer, $3 text)`, as one write that need not reach the
     /// disk before it returns, where that spares the backend an `fsync` of its own (SQLite: an OS
     /// crash may undo it, a process crash cannot; the next durable commit carries it to disk): for
     /// writes that are redone on demand, like adding a connecting user to the directory, or whose
     /// loss costs a message delivered again, like delivery records. Returns the rows written.
     fn write_relaxed(
         &self,
-        statements: &[(&str, i64, &str)],
+        statements: &[(&str, i64, i64, &str)],
     ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Tells every node's [`Signals::disconnect`] to close a stream: PostgreSQL through `NOTIFY`,
     /// SQLite (one node) directly.
@@ -142,9 +142,6 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The strings of the JSON array bound as `$n`, as a table `alias` with one text column
     /// `value`.
     fn json_text_rows(n: usize, alias: &str) -> String;
-    /// The elements of the JSON array of arrays bound as `$n`, as a table `alias` with one column
-    /// `value` whose items `value ->> i` reads as text.
-    fn json_array_rows(n: usize, alias: &str) -> String;
     /// The aggregate of `expr` over the rows as a JSON array in text (`[]` for none): a statement
     /// answers in one row, where sqlx hands SQLite's rows over from its thread one at a time.
     fn json_agg(expr: &str) -> String;

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// the inbox.
 const MAX_PENDING: i64 = 1_000;
 
-/// Rows per statement when writing delivery records; each statement carries its rows as one JSON
-/// array the database unpacks itself (several times faster than a parameter per value).
+/// Rows per statement when writing delivery records; each statement carries its users' ids as one
+/// JSON array the database unpacks itself (several times faster than a parameter per value).
 const MARKS_PER_STATEMENT: usize = 5_000;
 
 impl<D: Dialect> SqlStore<D>
@@ -258,11 +258,13 @@ where
     }
 
     /// Upserts delivery marks; existing times are kept (first delivery wins). One statement per
-    /// broadcast and few thousand marks: the (user, time) pairs travel as one JSON array the
-    /// database unpacks itself, several times faster than a parameter per row. Marks sorted by
-    /// (broadcast, user), as the recorder sends them, become appends to the primary key. A record
-    /// that exists already has its delivery time (every writer sets it), so only marks that also
-    /// read (fire-and-forget) need to update one.
+    /// broadcast, delivery time and few thousand marks: the user ids travel as one JSON array of
+    /// strings the database unpacks itself, several times faster than a parameter per row, and
+    /// the time is a parameter (a broadcast's fan-out marks all its users with one time, so a
+    /// statement usually holds all of them). Marks sorted by (broadcast, user), as the recorder
+    /// sends them, become appends to the primary key. A record that exists already has its
+    /// delivery time (every writer sets it), so only marks that also read (fire-and-forget)
+    /// need to update one.
     ///
     /// The write need not reach the disk before it returns ([`Dialect::write_relaxed`]): on SQLite
     /// the records would otherwise hold the one writer through an `fsync` of their own several
@@ -276,32 +278,30 @@ where
         }
         let insert = format!(
             "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
-             SELECT $1, m.value ->> 0, CAST(m.value ->> 1 AS BIGINT), {{read}} FROM {} WHERE TRUE \
+             SELECT $1, m.value, $2, {{read}} FROM {} WHERE TRUE \
              ON CONFLICT (broadcast_id, user_id) ",
-            D::json_array_rows(2, "m")
+            D::json_text_rows(3, "m")
         );
         let keep = format!("{}DO NOTHING", insert.replace("{read}", "CAST(NULL AS BIGINT)"));
         let read = format!(
             "{}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)",
-            insert.replace("{read}", "CAST(m.value ->> 1 AS BIGINT)")
+            insert.replace("{read}", "$2")
         );
+        // Stable: each statement's users stay in the order they came in.
+        let mut sorted: Vec<&DeliveryMark> = marks.iter().collect();
+        sorted.sort_by_key(|m| (m.broadcast_id, m.read, m.at));
         let mut groups = Vec::new();
-        let mut rest = marks;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take(MARKS_PER_STATEMENT)
-                .take_while(|m| m.broadcast_id == first.broadcast_id && m.read == first.read)
-                .count();
-            let (group, tail) = rest.split_at(run);
-            rest = tail;
-            let pairs: Vec<(&str, i64)> = group.iter().map(|m| (&*m.user_id, m.at.millis())).collect();
-            let json = serde_json::to_string(&pairs).map_err(StoreError::backend)?;
-            let sql = if first.read { read.as_str() } else { keep.as_str() };
-            groups.push((sql, first.broadcast_id, json));
+        for run in sorted.chunk_by(|a, b| (a.broadcast_id, a.read, a.at) == (b.broadcast_id, b.read, b.at)) {
+            for group in run.chunks(MARKS_PER_STATEMENT) {
+                let ids: Vec<&str> = group.iter().map(|m| &*m.user_id).collect();
+                let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
+                let first = group[0];
+                let sql = if first.read { read.as_str() } else { keep.as_str() };
+                groups.push((sql, first.broadcast_id, first.at.millis(), json));
+            }
         }
-        let statements: Vec<(&str, i64, &str)> =
-            groups.iter().map(|(sql, id, json)| (*sql, *id, json.as_str())).collect();
+        let statements: Vec<(&str, i64, i64, &str)> =
+            groups.iter().map(|(sql, id, at, json)| (*sql, *id, *at, json.as_str())).collect();
         self.d.write_relaxed(&statements).await?;
         Ok(())
     }

@@ -96,13 +96,13 @@ where
         if !missing.is_empty() {
             let list = serde_json::to_string(&missing).map_err(StoreError::backend)?;
             let sql = format!(
-                "INSERT INTO users (user_id, created_at, updated_at) SELECT n.value, $1, $1 FROM {} \
+                "INSERT INTO users (user_id, created_at, updated_at) SELECT n.value, $1, $2 FROM {} \
                  WHERE true ON CONFLICT DO NOTHING",
-                D::json_text_rows(2, "n")
+                D::json_text_rows(3, "n")
             );
             // The count, not a row per user added (see `load_users`). A user an OS crash takes
             // back out is added again at their next connect.
-            let added = self.d.write_relaxed(&[(&sql, now.millis(), &list)]).await?;
+            let added = self.d.write_relaxed(&[(&sql, now.millis(), now.millis(), &list)]).await?;
             if added < missing.len() as u64 {
                 // Some were added meanwhile (by an import, say): read what was written.
                 let raced: Vec<String> = missing.iter().map(|n| (*n).to_owned()).collect();

@@ -95,9 +95,9 @@ mod tests {
         // Far fewer pages than any automatic checkpoint needs.
         let ids: Vec<String> = (0..2_000).map(|i| format!("user-{i:05}")).collect();
         let sql =
-            "INSERT INTO users (user_id, created_at, updated_at) SELECT value, $1, $1 FROM json_each($2)";
+            "INSERT INTO users (user_id, created_at, updated_at) SELECT value, $1, $2 FROM json_each($3)";
         let list = serde_json::to_string(&ids).unwrap();
-        assert_eq!(d.write_relaxed(&[(sql, 5, &list)]).await.unwrap(), 2_000);
+        assert_eq!(d.write_relaxed(&[(sql, 5, 5, &list)]).await.unwrap(), 2_000);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::fs::metadata(&file).unwrap().len() <= before {
             assert!(Instant::now() < deadline, "the database file never grew: no checkpoint");

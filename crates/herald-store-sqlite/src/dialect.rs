@@ -30,7 +30,7 @@ impl Dialect for Sqlite {
         self.lock.release();
     }
 
-    async fn write_relaxed(&self, statements: &[(&str, i64, &str)]) -> StoreResult<u64> {
+    async fn write_relaxed(&self, statements: &[(&str, i64, i64, &str)]) -> StoreResult<u64> {
         let mut conn = Relaxed::acquire(self.writer().acquire().await?).await?;
         let written =
             execute_all::<sqlx::Sqlite>(&mut conn.conn, Self::BEGIN, statements, |r| r.rows_affected())
@@ -96,10 +96,6 @@ impl Dialect for Sqlite {
 
     fn json_pair(a: &str, b: &str) -> String {
         format!("json_array({a}, {b})")
-    }
-
-    fn json_array_rows(n: usize, alias: &str) -> String {
-        Self::json_text_rows(n, alias)
     }
 
     fn target_ids_value(n: usize) -> String {
@@ -202,13 +198,13 @@ mod tests {
         let d = store.dialect();
         const FULL: i64 = 2;
         assert_eq!(synchronous(d).await, FULL);
-        let sql = "INSERT INTO users (user_id, created_at, updated_at) SELECT $2, $1, $1";
-        assert_eq!(d.write_relaxed(&[(sql, 5, "u1")]).await.unwrap(), 1);
+        let sql = "INSERT INTO users (user_id, created_at, updated_at) SELECT $3, $1, $2";
+        assert_eq!(d.write_relaxed(&[(sql, 5, 5, "u1")]).await.unwrap(), 1);
         assert_eq!(synchronous(d).await, FULL, "restored");
-        assert!(d.write_relaxed(&[(sql, 5, "u1")]).await.is_err(), "u1 exists");
+        assert!(d.write_relaxed(&[(sql, 5, 5, "u1")]).await.is_err(), "u1 exists");
         assert_eq!(synchronous(d).await, FULL, "restored after a failed write");
         // Several statements are one transaction: all of them or none.
-        let failing = d.write_relaxed(&[(sql, 5, "u2"), (sql, 5, "u1")]).await;
+        let failing = d.write_relaxed(&[(sql, 5, 5, "u2"), (sql, 5, 5, "u1")]).await;
         assert!(failing.is_err(), "u1 exists");
         assert_eq!(synchronous(d).await, FULL, "restored after a failed transaction");
         let u2: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = 'u2'")
@@ -216,7 +212,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(u2, 0, "rolled back with the statement that failed");
-        assert_eq!(d.write_relaxed(&[(sql, 5, "u2"), (sql, 5, "u3")]).await.unwrap(), 2);
+        assert_eq!(d.write_relaxed(&[(sql, 5, 5, "u2"), (sql, 5, 5, "u3")]).await.unwrap(), 2);
         // One that is never restored (its caller went away) is closed, not pooled.
         drop(Relaxed::acquire(d.writer().acquire().await.unwrap()).await.unwrap());
         assert_eq!(synchronous(d).await, FULL, "a new connection");
