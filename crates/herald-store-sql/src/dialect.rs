@@ -29,9 +29,9 @@ pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
-/// Runs `statements`, each `(sql, $1 integer, $2 integer, $3 text)`, on `conn`: a lone one as it is, several in
-/// one transaction begun with `begin`. Returns the rows written, as `rows` counts them in a result
-/// (sqlx has no common method for it). The body of [`Dialect::write_relaxed`].
+/// Runs `statements`, each `(sql, $1 integer, $2 integer, $3 text)`, on `conn`: a lone one as it
+/// is, several in one transaction begun with `begin`. Returns the rows written, as `rows` counts
+/// them in a result (sqlx has no common method for it). The body of [`Dialect::write_relaxed`].
 pub async fn execute_all<DB: Database>(
     conn: &mut DB::Connection,
     begin: &'static str,
@@ -95,11 +95,12 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// into the log (many writers commit in any order, so positions wait for commit); SQLite
     /// assigned them in the writing transaction (one writer: commit order is position order).
     fn assign_positions(&self, limit: u32) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Runs `statements`, each `(sql, $1 integer, $2 integer, $3 text)`, as one write that need not reach the
-    /// disk before it returns, where that spares the backend an `fsync` of its own (SQLite: an OS
-    /// crash may undo it, a process crash cannot; the next durable commit carries it to disk): for
-    /// writes that are redone on demand, like adding a connecting user to the directory, or whose
-    /// loss costs a message delivered again, like delivery records. Returns the rows written.
+    /// Runs `statements`, each `(sql, $1 integer, $2 integer, $3 text)`, as one write that need not
+    /// reach the disk before it returns, where that spares the backend an `fsync` of its own
+    /// (SQLite: an OS crash may undo it, a process crash cannot; the next durable commit carries it
+    /// to disk): for writes that are redone on demand, like adding a connecting user to the
+    /// directory, or whose loss costs a message delivered again, like delivery records. Returns the
+    /// rows written.
     fn write_relaxed(
         &self,
         statements: &[(&str, i64, i64, &str)],
