@@ -315,28 +315,41 @@ pub async fn one_batch_of_marks_over_several_broadcasts_counts_each(backend: Bac
     let db = backend.fresh_database().await;
     let store = open(&db).await;
     let now = Timestamp::now();
-    let users: Vec<User> = (0..30).map(|i| user(&format!("u{i:02}"), &[])).collect();
+    let users: Vec<User> = (0..40).map(|i| user(&format!("u{i:02}"), &[])).collect();
     store.seed_users(&users, now).await.unwrap();
     let plain = store.create_broadcast(&draft(now, |_| {}), now).await.unwrap();
     let fire = store.create_broadcast(&draft(now, |r| r.fire_and_forget = Some(true)), now).await.unwrap();
     // u00 already has the fire-and-forget message delivered (not read) from an earlier batch.
     let early = DeliveryMark { broadcast_id: fire.id, user_id: "u00".into(), at: now, read: false };
     store.record_deliveries(&[early]).await.unwrap();
-    // Interleaved, unsorted: every user gets both; the fire-and-forget one counts as read.
+    // Interleaved, unsorted: every user gets both; the fire-and-forget one counts as read. Most
+    // share one time (a fan-out's), the last three have times of their own (catch-ups').
+    let at = |i: usize| {
+        now.plus_millis(match i {
+            0..37 => 10,
+            37 | 38 => 20,
+            _ => 25,
+        })
+    };
     let mut marks = Vec::new();
-    for u in users.iter().rev() {
+    for (i, u) in users.iter().enumerate().rev() {
         for (b, read) in [(&fire, true), (&plain, false)] {
             let user_id = u.user_id.as_str().into();
-            marks.push(DeliveryMark { broadcast_id: b.id, user_id, at: now.plus_millis(10), read });
+            marks.push(DeliveryMark { broadcast_id: b.id, user_id, at: at(i), read });
         }
     }
     store.record_deliveries(&marks).await.unwrap();
     let counts = store.counts(&plain).await.unwrap();
-    assert_eq!((counts.targeted, counts.delivered, counts.read), (30, 30, 0));
+    assert_eq!((counts.targeted, counts.delivered, counts.read), (40, 40, 0));
     let counts = store.counts(&fire).await.unwrap();
-    assert_eq!((counts.targeted, counts.delivered, counts.read), (30, 30, 30));
-    let rows = store.deliveries(&fire, None, 1).await.unwrap();
+    assert_eq!((counts.targeted, counts.delivered, counts.read), (40, 40, 40));
+    let rows = store.deliveries(&fire, None, 50).await.unwrap();
     assert_eq!(rows[0].delivered_at, Some(now), "u00 keeps its first delivery time");
+    assert_eq!(rows[0].read_at, Some(at(0)), "and is read now");
+    let rows = store.deliveries(&plain, None, 50).await.unwrap();
+    let times: Vec<Option<Timestamp>> = rows.iter().map(|r| r.delivered_at).collect();
+    let expected: Vec<Option<Timestamp>> = (0..40).map(|i| Some(at(i))).collect();
+    assert_eq!(times, expected, "each user's own delivery time");
     store.close().await;
     db.drop_database().await;
 }

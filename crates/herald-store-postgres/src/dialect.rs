@@ -83,6 +83,10 @@ impl Dialect for Postgres {
         format!("json_build_array({a}, {b})")
     }
 
+    fn json_array_rows(n: usize, alias: &str) -> String {
+        format!("json_array_elements(${n}::json) AS {alias}(value)")
+    }
+
     fn target_ids_value(n: usize) -> String {
         format!("ARRAY(SELECT json_array_elements_text(${n}::json))")
     }

@@ -143,6 +143,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The strings of the JSON array bound as `$n`, as a table `alias` with one text column
     /// `value`.
     fn json_text_rows(n: usize, alias: &str) -> String;
+    /// The elements of the JSON array of arrays bound as `$n`, as a table `alias` with one column
+    /// `value` whose items `value ->> i` reads as text.
+    fn json_array_rows(n: usize, alias: &str) -> String;
     /// The aggregate of `expr` over the rows as a JSON array in text (`[]` for none): a statement
     /// answers in one row, where sqlx hands SQLite's rows over from its thread one at a time.
     fn json_agg(expr: &str) -> String;

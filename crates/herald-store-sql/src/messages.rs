@@ -12,9 +12,32 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// the inbox.
 const MAX_PENDING: i64 = 1_000;
 
-/// Rows per statement when writing delivery records; each statement carries its users' ids as one
-/// JSON array the database unpacks itself (several times faster than a parameter per value).
+/// Rows per statement when writing delivery records; each statement carries its rows as one JSON
+/// array the database unpacks itself (several times faster than a parameter per value).
 const MARKS_PER_STATEMENT: usize = 5_000;
+
+/// Marks of one broadcast that share a delivery time go as a list of user ids when there are at
+/// least this many (a fan-out's); fewer go with the rest as `[user, time]` pairs, so that a
+/// reconnect storm's catch-ups, each marked with its own time, do not cost a statement per
+/// millisecond.
+const SHARED_TIME_MIN: usize = 32;
+
+/// The upserts of delivery records whose user and time are the SQL expressions `user` and `time`
+/// over the rows `rows`, `$1` being the broadcast: for marks that do not read, and for marks that
+/// also read (fire-and-forget).
+fn upserts(user: &str, time: &str, rows: &str) -> [String; 2] {
+    let insert = |read: &str| {
+        format!(
+            "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
+             SELECT $1, {user}, {time}, {read} FROM {rows} WHERE TRUE \
+             ON CONFLICT (broadcast_id, user_id) "
+        )
+    };
+    [
+        format!("{}DO NOTHING", insert("CAST(NULL AS BIGINT)")),
+        format!("{}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)", insert(time)),
+    ]
+}
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -257,14 +280,14 @@ where
         Ok(())
     }
 
-    /// Upserts delivery marks; existing times are kept (first delivery wins). One statement per
-    /// broadcast, delivery time and few thousand marks: the user ids travel as one JSON array of
-    /// strings the database unpacks itself, several times faster than a parameter per row, and
-    /// the time is a parameter (a broadcast's fan-out marks all its users with one time, so a
-    /// statement usually holds all of them). Marks sorted by (broadcast, user), as the recorder
-    /// sends them, become appends to the primary key. A record that exists already has its
-    /// delivery time (every writer sets it), so only marks that also read (fire-and-forget)
-    /// need to update one.
+    /// Upserts delivery marks; existing times are kept (first delivery wins). The marks of one
+    /// broadcast travel as JSON arrays the database unpacks itself, several times faster than a
+    /// parameter per row: those that share a delivery time (a fan-out marks all its users with
+    /// one) as a list of user ids with the time as a parameter, the rest (a catch-up's, each with
+    /// its own time) as `[user, time]` pairs, which SQLite parses at twice the cost. Marks sorted
+    /// by (broadcast, user), as the recorder sends them, become appends to the primary key. A
+    /// record that exists already has its delivery time (every writer sets it), so only marks
+    /// that also read (fire-and-forget) need to update one.
     ///
     /// The write need not reach the disk before it returns ([`Dialect::write_relaxed`]): on SQLite
     /// the records would otherwise hold the one writer through an `fsync` of their own several
@@ -276,32 +299,41 @@ where
         if marks.is_empty() {
             return Ok(());
         }
-        let insert = format!(
-            "INSERT INTO deliveries (broadcast_id, user_id, delivered_at, read_at) \
-             SELECT $1, m.value, $2, {{read}} FROM {} WHERE TRUE \
-             ON CONFLICT (broadcast_id, user_id) ",
-            D::json_text_rows(3, "m")
-        );
-        let keep = format!("{}DO NOTHING", insert.replace("{read}", "CAST(NULL AS BIGINT)"));
-        let read = format!(
-            "{}DO UPDATE SET read_at = COALESCE(deliveries.read_at, excluded.read_at)",
-            insert.replace("{read}", "$2")
-        );
-        // Stable: each statement's users stay in the order they came in.
+        let [keep_ids, read_ids] = upserts("m.value", "$2", &D::json_text_rows(3, "m"));
+        let [keep_pairs, read_pairs] =
+            upserts("m.value ->> 0", "$2 + CAST(m.value ->> 1 AS BIGINT)", &D::json_array_rows(3, "m"));
         let mut sorted: Vec<&DeliveryMark> = marks.iter().collect();
+        // Stable: within one time, users keep the order they came in.
         sorted.sort_by_key(|m| (m.broadcast_id, m.read, m.at));
-        let mut groups = Vec::new();
-        for run in sorted.chunk_by(|a, b| (a.broadcast_id, a.read, a.at) == (b.broadcast_id, b.read, b.at)) {
-            for group in run.chunks(MARKS_PER_STATEMENT) {
-                let ids: Vec<&str> = group.iter().map(|m| &*m.user_id).collect();
-                let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
-                let first = group[0];
-                let sql = if first.read { read.as_str() } else { keep.as_str() };
-                groups.push((sql, first.broadcast_id, first.at.millis(), json));
+        let mut statements: Vec<(&str, i64, i64, String)> = Vec::new();
+        for run in sorted.chunk_by(|a, b| (a.broadcast_id, a.read) == (b.broadcast_id, b.read)) {
+            let (id, read) = (run[0].broadcast_id, run[0].read);
+            let mut apart: Vec<&DeliveryMark> = Vec::new();
+            for same in run.chunk_by(|a, b| a.at == b.at) {
+                if same.len() < SHARED_TIME_MIN {
+                    apart.extend_from_slice(same);
+                    continue;
+                }
+                let sql = if read { read_ids.as_str() } else { keep_ids.as_str() };
+                for group in same.chunks(MARKS_PER_STATEMENT) {
+                    let ids: Vec<&str> = group.iter().map(|m| &*m.user_id).collect();
+                    let list = serde_json::to_string(&ids).map_err(StoreError::backend)?;
+                    statements.push((sql, id, group[0].at.millis(), list));
+                }
+            }
+            // Back in key order; each time as milliseconds after the group's earliest (`$2`).
+            apart.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+            let sql = if read { read_pairs.as_str() } else { keep_pairs.as_str() };
+            for group in apart.chunks(MARKS_PER_STATEMENT) {
+                let base = group.iter().map(|m| m.at.millis()).min().unwrap_or_default();
+                let pairs: Vec<(&str, i64)> =
+                    group.iter().map(|m| (&*m.user_id, m.at.millis() - base)).collect();
+                let list = serde_json::to_string(&pairs).map_err(StoreError::backend)?;
+                statements.push((sql, id, base, list));
             }
         }
         let statements: Vec<(&str, i64, i64, &str)> =
-            groups.iter().map(|(sql, id, at, json)| (*sql, *id, *at, json.as_str())).collect();
+            statements.iter().map(|(sql, id, at, list)| (*sql, *id, *at, list.as_str())).collect();
         self.d.write_relaxed(&statements).await?;
         Ok(())
     }

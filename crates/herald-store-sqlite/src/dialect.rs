@@ -98,6 +98,10 @@ impl Dialect for Sqlite {
         format!("json_array({a}, {b})")
     }
 
+    fn json_array_rows(n: usize, alias: &str) -> String {
+        Self::json_text_rows(n, alias)
+    }
+
     fn target_ids_value(n: usize) -> String {
         format!("${n}")
     }
