@@ -284,10 +284,11 @@ where
     /// broadcast travel as JSON arrays the database unpacks itself, several times faster than a
     /// parameter per row: those that share a delivery time (a fan-out marks all its users with
     /// one) as a list of user ids with the time as a parameter, the rest (a catch-up's, each with
-    /// its own time) as `[user, time]` pairs, which SQLite parses at twice the cost. Marks sorted
-    /// by (broadcast, user), as the recorder sends them, become appends to the primary key. A
-    /// record that exists already has its delivery time (every writer sets it), so only marks
-    /// that also read (fire-and-forget) need to update one.
+    /// its own time) as `[user, time]` pairs (the time in milliseconds after the parameter),
+    /// which SQLite parses at twice the cost. Marks sorted by (broadcast, user), as the recorder
+    /// sends them, become appends to the primary key. A record that exists already has its
+    /// delivery time (every writer sets it), so only marks that also read (fire-and-forget) need
+    /// to update one.
     ///
     /// The write need not reach the disk before it returns ([`Dialect::write_relaxed`]): on SQLite
     /// the records would otherwise hold the one writer through an `fsync` of their own several
