@@ -7,16 +7,29 @@
 use herald_store::{StoreError, StoreResult};
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// Keys answered by one call at most.
 const MAX_BATCH: usize = 1_000;
+
+/// While callers keep coming, a call waits for them until this long after the call before it.
+/// Without it the next call began as soon as the one before ended: batches were as small as the
+/// round trip was short, and a ramp of 15 000 new users' streams made about 900 of them, each a
+/// few hand-offs to the database's thread and back (the directory was 40 % of the ramp's CPU).
+const LINGER: Duration = Duration::from_millis(20);
+/// How often a waiting call looks whether callers still come: it is made after a step in which
+/// none did. A caller after a quiet spell (no call for [`LINGER`]) is answered at once; one
+/// that calls right after its last answer, and alone, waits one step.
+const STEP: Duration = Duration::from_millis(1);
 
 type Waiter<K, V> = (K, oneshot::Sender<StoreResult<V>>);
 
 pub(crate) struct Gather<K, V> {
     queue: Mutex<Vec<Waiter<K, V>>>,
-    turn: tokio::sync::Mutex<()>,
+    /// When the last call began.
+    turn: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl<K, V> Default for Gather<K, V> {
@@ -37,7 +50,7 @@ impl<K: Clone, V> Gather<K, V> {
         self.lock_queue().push((key.clone(), tx));
         loop {
             // Answered by someone else's turn, or take a turn: never wait for a turn once answered.
-            let turn = tokio::select! {
+            let mut turn = tokio::select! {
                 biased;
                 answer = &mut rx => return match answer {
                     Ok(answer) => answer,
@@ -45,18 +58,34 @@ impl<K: Clone, V> Gather<K, V> {
                 },
                 turn = self.turn.lock() => turn,
             };
+            self.linger(*turn).await;
             let batch = {
                 let mut queue = self.lock_queue();
                 let n = queue.len().min(MAX_BATCH);
                 queue.drain(..n).collect::<Vec<_>>()
             };
             if !batch.is_empty() {
+                *turn = Some(Instant::now());
                 let keys = batch.iter().map(|(k, _)| k.clone()).collect();
                 let answers = run(keys).await;
                 answer(batch, answers);
             }
             drop(turn);
             // Answered now, or still queued behind a full batch: then take another turn.
+        }
+    }
+
+    /// Until [`LINGER`] after the `last` call began, waits while callers keep coming.
+    async fn linger(&self, last: Option<Instant>) {
+        let Some(until) = last.map(|last| last + LINGER) else { return };
+        let mut queued = self.lock_queue().len();
+        while Instant::now() < until {
+            tokio::time::sleep(STEP.min(until.saturating_duration_since(Instant::now()))).await;
+            let now = self.lock_queue().len();
+            if now == queued {
+                return;
+            }
+            queued = now;
         }
     }
 
@@ -129,6 +158,66 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap(), k as u32 * 10);
         }
         assert!(calls.load(Ordering::Relaxed) < 2_500, "some callers shared a call");
+    }
+
+    /// Lets spawned callers run until they wait (the clock is paused).
+    async fn settle() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_that_keep_coming_share_a_call_and_a_lone_caller_waits_a_step_at_most() {
+        let gather = Arc::new(Gather::<u32, u32>::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let call = |k: u32| {
+            let (gather, calls) = (gather.clone(), calls.clone());
+            async move {
+                gather
+                    .call(k, |keys| {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        async move { Ok(keys.iter().map(|k| k * 10).collect()) }
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let start = Instant::now();
+        assert_eq!(call(1).await, 10);
+        assert_eq!(start.elapsed(), Duration::ZERO, "nobody called before: at once");
+        // Right behind it, two callers, then a new one every step for four steps.
+        let mut burst = Vec::new();
+        for k in 2..8u32 {
+            burst.push(tokio::spawn(call(k)));
+            settle().await;
+            if k > 2 {
+                tokio::time::advance(STEP).await;
+                settle().await;
+            }
+        }
+        for (k, task) in (2..8u32).zip(burst) {
+            assert_eq!(task.await.unwrap(), k * 10);
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "the six callers shared one call");
+        assert_eq!(start.elapsed(), STEP * 6, "made a step after the last of them came");
+        let alone = Instant::now();
+        assert_eq!(call(9).await, 90);
+        assert_eq!(alone.elapsed(), STEP, "alone right after a call: one step");
+        tokio::time::sleep(LINGER).await;
+        let quiet = Instant::now();
+        assert_eq!(call(10).await, 100);
+        assert_eq!(quiet.elapsed(), Duration::ZERO, "after a quiet spell: at once");
+        // Callers that never stop coming are answered every LINGER all the same.
+        let first = Instant::now();
+        let mut endless = Vec::new();
+        while endless.iter().all(|t: &tokio::task::JoinHandle<u32>| !t.is_finished()) {
+            assert!(first.elapsed() <= LINGER, "still waiting for them after {:?}", first.elapsed());
+            endless.push(tokio::spawn(call(11)));
+            settle().await;
+            tokio::time::advance(STEP).await;
+            settle().await;
+        }
     }
 
     #[tokio::test]
