@@ -2,7 +2,8 @@
 //! directory (and adds it the first time); one round trip each made a ramp of new users cost the
 //! server several times more CPU than the streams themselves, mostly handing statements to the
 //! database's thread and back. Callers queue their key; whoever holds the turn answers everything
-//! queued so far with one call, so a burst of connects costs a handful of statements.
+//! queued so far with one call, so a burst of connects costs a handful of statements. While
+//! callers keep coming, the turn waits for them first ([`LINGER`]).
 
 use herald_store::{StoreError, StoreResult};
 use std::future::Future;
