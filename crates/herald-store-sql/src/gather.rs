@@ -21,16 +21,17 @@ const MAX_BATCH: usize = 1_000;
 /// few hand-offs to the database's thread and back (the directory was 40 % of the ramp's CPU).
 const LINGER: Duration = Duration::from_millis(20);
 /// How often a waiting call looks whether callers still come: it is made after a step in which
-/// none did. A caller after a quiet spell (no call for [`LINGER`]) is answered at once; one
-/// that calls right after its last answer, and alone, waits one step.
+/// none did. Only a burst waits: a call after a quiet spell (no call for [`LINGER`]) goes at once,
+/// and so does one for a single caller right after a call for a single caller (a client that
+/// connects its users one after another).
 const STEP: Duration = Duration::from_millis(1);
 
 type Waiter<K, V> = (K, oneshot::Sender<StoreResult<V>>);
 
 pub(crate) struct Gather<K, V> {
     queue: Mutex<Vec<Waiter<K, V>>>,
-    /// When the last call began.
-    turn: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last call began, and how many keys it answered.
+    turn: tokio::sync::Mutex<Option<(Instant, usize)>>,
 }
 
 impl<K, V> Default for Gather<K, V> {
@@ -66,7 +67,7 @@ impl<K: Clone, V> Gather<K, V> {
                 queue.drain(..n).collect::<Vec<_>>()
             };
             if !batch.is_empty() {
-                *turn = Some(Instant::now());
+                *turn = Some((Instant::now(), batch.len()));
                 let keys = batch.iter().map(|(k, _)| k.clone()).collect();
                 let answers = run(keys).await;
                 answer(batch, answers);
@@ -76,11 +77,16 @@ impl<K: Clone, V> Gather<K, V> {
         }
     }
 
-    /// Until [`LINGER`] after the `last` call began, waits while callers keep coming.
-    async fn linger(&self, last: Option<Instant>) {
-        let Some(until) = last.map(|last| last + LINGER) else { return };
+    /// In a burst (the `last` call, or the queue, holds more than one key), waits while callers
+    /// keep coming, until [`LINGER`] after the last call began or a full batch is queued.
+    async fn linger(&self, last: Option<(Instant, usize)>) {
+        let Some((began, answered)) = last else { return };
+        let until = began + LINGER;
         let mut queued = self.lock_queue().len();
-        while Instant::now() < until {
+        if answered <= 1 && queued <= 1 {
+            return;
+        }
+        while queued < MAX_BATCH && Instant::now() < until {
             tokio::time::sleep(STEP.min(until.saturating_duration_since(Instant::now()))).await;
             let now = self.lock_queue().len();
             if now == queued {
@@ -133,6 +139,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use tokio::task::JoinHandle;
 
     #[tokio::test]
     async fn concurrent_callers_share_calls_and_each_gets_its_own_answer() {
@@ -168,57 +175,120 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn callers_that_keep_coming_share_a_call_and_a_lone_caller_waits_a_step_at_most() {
+    /// A gather whose calls answer `key * 10` and are counted; the first call it makes waits for
+    /// the returned sender (like a round trip in progress), so callers can queue behind it.
+    fn held_gather() -> (Arc<Gather<u32, u32>>, Arc<AtomicUsize>, oneshot::Sender<()>) {
+        let (release, held) = oneshot::channel::<()>();
+        let held = Arc::new(Mutex::new(Some(held)));
         let gather = Arc::new(Gather::<u32, u32>::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        let call = |k: u32| {
-            let (gather, calls) = (gather.clone(), calls.clone());
-            async move {
-                gather
-                    .call(k, |keys| {
-                        calls.fetch_add(1, Ordering::Relaxed);
-                        async move { Ok(keys.iter().map(|k| k * 10).collect()) }
-                    })
-                    .await
-                    .unwrap()
-            }
-        };
+        let caller = (gather.clone(), calls.clone());
+        tokio::spawn(async move {
+            let run = |keys: Vec<u32>| {
+                caller.1.fetch_add(1, Ordering::Relaxed);
+                let held = held.lock().unwrap().take();
+                async move {
+                    if let Some(held) = held {
+                        let _ = held.await;
+                    }
+                    Ok(keys.iter().map(|k| k * 10).collect())
+                }
+            };
+            caller.0.call(0, run).await.unwrap()
+        });
+        (gather, calls, release)
+    }
+
+    fn call(gather: &Arc<Gather<u32, u32>>, calls: &Arc<AtomicUsize>, k: u32) -> JoinHandle<u32> {
+        let (gather, calls) = (gather.clone(), calls.clone());
+        tokio::spawn(async move {
+            let run = |keys: Vec<u32>| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async move { Ok(keys.iter().map(|k| k * 10).collect()) }
+            };
+            gather.call(k, run).await.unwrap()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_caller_goes_at_once() {
+        let gather = Arc::new(Gather::<u32, u32>::default());
+        let calls = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
-        assert_eq!(call(1).await, 10);
-        assert_eq!(start.elapsed(), Duration::ZERO, "nobody called before: at once");
-        // Right behind it, two callers, then a new one every step for four steps.
-        let mut burst = Vec::new();
-        for k in 2..8u32 {
-            burst.push(tokio::spawn(call(k)));
-            settle().await;
-            if k > 2 {
-                tokio::time::advance(STEP).await;
-                settle().await;
-            }
+        for k in 1..4 {
+            assert_eq!(call(&gather, &calls, k).await.unwrap(), k * 10);
         }
-        for (k, task) in (2..8u32).zip(burst) {
-            assert_eq!(task.await.unwrap(), k * 10);
-        }
-        assert_eq!(calls.load(Ordering::Relaxed), 2, "the six callers shared one call");
-        assert_eq!(start.elapsed(), STEP * 6, "made a step after the last of them came");
-        let alone = Instant::now();
-        assert_eq!(call(9).await, 90);
-        assert_eq!(alone.elapsed(), STEP, "alone right after a call: one step");
-        tokio::time::sleep(LINGER).await;
-        let quiet = Instant::now();
-        assert_eq!(call(10).await, 100);
-        assert_eq!(quiet.elapsed(), Duration::ZERO, "after a quiet spell: at once");
-        // Callers that never stop coming are answered every LINGER all the same.
-        let first = Instant::now();
-        let mut endless = Vec::new();
-        while endless.iter().all(|t: &tokio::task::JoinHandle<u32>| !t.is_finished()) {
-            assert!(first.elapsed() <= LINGER, "still waiting for them after {:?}", first.elapsed());
-            endless.push(tokio::spawn(call(11)));
+        assert_eq!(start.elapsed(), Duration::ZERO, "one after another, each alone: none waited");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_that_keep_coming_share_one_call() {
+        let (gather, calls, release) = held_gather();
+        settle().await;
+        // Two callers queue behind a call in progress; once it is over, a new one every step.
+        let mut burst = vec![call(&gather, &calls, 1), call(&gather, &calls, 2)];
+        settle().await;
+        let start = Instant::now();
+        release.send(()).unwrap();
+        settle().await;
+        for k in 3..7 {
+            burst.push(call(&gather, &calls, k));
             settle().await;
             tokio::time::advance(STEP).await;
             settle().await;
         }
+        for (k, task) in (1..).zip(burst) {
+            assert_eq!(task.await.unwrap(), k * 10);
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "the six callers shared one call");
+        assert_eq!(start.elapsed(), STEP * 5, "made once a step went by with no one new");
+        let alone = Instant::now();
+        assert_eq!(call(&gather, &calls, 9).await.unwrap(), 90);
+        assert_eq!(alone.elapsed(), STEP, "alone right after a burst: one step, in case it goes on");
+        let alone = Instant::now();
+        assert_eq!(call(&gather, &calls, 10).await.unwrap(), 100);
+        assert_eq!(alone.elapsed(), Duration::ZERO, "alone right after a lone caller: at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_that_never_stop_coming_are_answered_within_the_linger() {
+        let (gather, calls, release) = held_gather();
+        settle().await;
+        let start = Instant::now();
+        let mut burst = vec![call(&gather, &calls, 1), call(&gather, &calls, 2)];
+        settle().await;
+        release.send(()).unwrap();
+        settle().await;
+        let mut k = 3;
+        while !burst[0].is_finished() {
+            assert!(start.elapsed() < LINGER, "still waiting after {:?}", start.elapsed());
+            burst.push(call(&gather, &calls, k));
+            k += 1;
+            settle().await;
+            tokio::time::advance(STEP).await;
+            settle().await;
+        }
+        assert_eq!(start.elapsed(), LINGER, "answered when the linger was over");
+        for (k, task) in (1..).zip(burst) {
+            assert_eq!(task.await.unwrap(), k * 10);
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "all of them in one call");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_without_waiting_for_more() {
+        let (gather, calls, release) = held_gather();
+        settle().await;
+        let tasks: Vec<_> = (1..=MAX_BATCH as u32).map(|k| call(&gather, &calls, k)).collect();
+        while gather.lock_queue().len() < MAX_BATCH {
+            tokio::task::yield_now().await;
+        }
+        let start = Instant::now();
+        release.send(()).unwrap();
+        for (k, task) in (1..).zip(tasks) {
+            assert_eq!(task.await.unwrap(), k * 10);
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "a full batch queued: nobody waited for more");
     }
 
     #[tokio::test]
