@@ -2,8 +2,8 @@
 //! directory (and adds it the first time); one round trip each made a ramp of new users cost the
 //! server several times more CPU than the streams themselves, mostly handing statements to the
 //! database's thread and back. Callers queue their key; whoever holds the turn answers everything
-//! queued so far with one call, so a burst of connects costs a handful of statements. While
-//! callers keep coming, the turn waits for them first ([`LINGER`]).
+//! queued so far with one call, so a burst of connects costs a handful of statements. In a burst,
+//! the turn first waits while callers keep coming ([`LINGER`]).
 
 use herald_store::{StoreError, StoreResult};
 use std::future::Future;
@@ -15,15 +15,16 @@ use tokio::time::Instant;
 /// Keys answered by one call at most.
 const MAX_BATCH: usize = 1_000;
 
-/// While callers keep coming, a call waits for them until this long after the call before it.
+/// In a burst, while callers keep coming, a call waits for them until this long after the call
+/// before it began.
 /// Without it the next call began as soon as the one before ended: batches were as small as the
 /// round trip was short, and a ramp of 15 000 new users' streams made about 900 of them, each a
 /// few hand-offs to the database's thread and back (the directory was 40 % of the ramp's CPU).
 const LINGER: Duration = Duration::from_millis(20);
 /// How often a waiting call looks whether callers still come: it is made after a step in which
-/// none did. Only a burst waits: a call after a quiet spell (no call for [`LINGER`]) goes at once,
-/// and so does one for a single caller right after a call for a single caller (a client that
-/// connects its users one after another).
+/// none did. Only a burst waits: a call [`LINGER`] or more after the one before began goes at
+/// once, and so does one for a single caller right after a call for a single caller (as when a
+/// client connects its users one after another).
 const STEP: Duration = Duration::from_millis(1);
 
 type Waiter<K, V> = (K, oneshot::Sender<StoreResult<V>>);
@@ -254,9 +255,11 @@ mod tests {
     async fn callers_that_never_stop_coming_are_answered_within_the_linger() {
         let (gather, calls, release) = held_gather();
         settle().await;
+        // The held call began now, and its round trip takes 5 ms.
         let start = Instant::now();
         let mut burst = vec![call(&gather, &calls, 1), call(&gather, &calls, 2)];
         settle().await;
+        tokio::time::advance(STEP * 5).await;
         release.send(()).unwrap();
         settle().await;
         let mut k = 3;
@@ -268,11 +271,16 @@ mod tests {
             tokio::time::advance(STEP).await;
             settle().await;
         }
-        assert_eq!(start.elapsed(), LINGER, "answered when the linger was over");
+        assert_eq!(start.elapsed(), LINGER, "answered LINGER after the call before began");
         for (k, task) in (1..).zip(burst) {
             assert_eq!(task.await.unwrap(), k * 10);
         }
         assert_eq!(calls.load(Ordering::Relaxed), 2, "all of them in one call");
+        // That call answered many; after a quiet spell a lone caller goes at once all the same.
+        tokio::time::advance(LINGER).await;
+        let quiet = Instant::now();
+        assert_eq!(call(&gather, &calls, 99).await.unwrap(), 990);
+        assert_eq!(quiet.elapsed(), Duration::ZERO, "after a quiet spell: at once");
     }
 
     #[tokio::test(start_paused = true)]
