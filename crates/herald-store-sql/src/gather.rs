@@ -211,6 +211,19 @@ mod tests {
         })
     }
 
+    /// A new caller `k`, queued, and then the clock a step on.
+    async fn caller_then_step(
+        gather: &Arc<Gather<u32, u32>>,
+        calls: &Arc<AtomicUsize>,
+        k: u32,
+    ) -> JoinHandle<u32> {
+        let task = call(gather, calls, k);
+        settle().await;
+        tokio::time::advance(STEP).await;
+        settle().await;
+        task
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lone_caller_goes_at_once() {
         let gather = Arc::new(Gather::<u32, u32>::default());
@@ -233,10 +246,7 @@ mod tests {
         release.send(()).unwrap();
         settle().await;
         for k in 3..7 {
-            burst.push(call(&gather, &calls, k));
-            settle().await;
-            tokio::time::advance(STEP).await;
-            settle().await;
+            burst.push(caller_then_step(&gather, &calls, k).await);
         }
         for (k, task) in (1..).zip(burst) {
             assert_eq!(task.await.unwrap(), k * 10);
@@ -265,11 +275,8 @@ mod tests {
         let mut k = 3;
         while !burst[0].is_finished() {
             assert!(start.elapsed() < LINGER, "still waiting after {:?}", start.elapsed());
-            burst.push(call(&gather, &calls, k));
+            burst.push(caller_then_step(&gather, &calls, k).await);
             k += 1;
-            settle().await;
-            tokio::time::advance(STEP).await;
-            settle().await;
         }
         assert_eq!(start.elapsed(), LINGER, "answered LINGER after the call before began");
         for (k, task) in (1..).zip(burst) {

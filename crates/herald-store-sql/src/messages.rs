@@ -308,29 +308,32 @@ where
         sorted.sort_by_key(|m| (m.broadcast_id, m.read, m.at));
         let mut statements: Vec<(&str, i64, i64, String)> = Vec::new();
         for run in sorted.chunk_by(|a, b| (a.broadcast_id, a.read) == (b.broadcast_id, b.read)) {
-            let (id, read) = (run[0].broadcast_id, run[0].read);
+            let id = run[0].broadcast_id;
+            let (ids_sql, pairs_sql) = if run[0].read {
+                (read_ids.as_str(), read_pairs.as_str())
+            } else {
+                (keep_ids.as_str(), keep_pairs.as_str())
+            };
             let mut apart: Vec<&DeliveryMark> = Vec::new();
             for same in run.chunk_by(|a, b| a.at == b.at) {
                 if same.len() < SHARED_TIME_MIN {
                     apart.extend_from_slice(same);
                     continue;
                 }
-                let sql = if read { read_ids.as_str() } else { keep_ids.as_str() };
                 for group in same.chunks(MARKS_PER_STATEMENT) {
                     let ids: Vec<&str> = group.iter().map(|m| &*m.user_id).collect();
                     let list = serde_json::to_string(&ids).map_err(StoreError::backend)?;
-                    statements.push((sql, id, group[0].at.millis(), list));
+                    statements.push((ids_sql, id, group[0].at.millis(), list));
                 }
             }
             // Back in key order; each time as milliseconds after the group's earliest (`$2`).
             apart.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-            let sql = if read { read_pairs.as_str() } else { keep_pairs.as_str() };
             for group in apart.chunks(MARKS_PER_STATEMENT) {
                 let base = group.iter().map(|m| m.at.millis()).min().unwrap_or_default();
                 let pairs: Vec<(&str, i64)> =
                     group.iter().map(|m| (&*m.user_id, m.at.millis() - base)).collect();
                 let list = serde_json::to_string(&pairs).map_err(StoreError::backend)?;
-                statements.push((sql, id, base, list));
+                statements.push((pairs_sql, id, base, list));
             }
         }
         let statements: Vec<(&str, i64, i64, &str)> =
