@@ -177,8 +177,9 @@ mod tests {
     }
 
     /// A gather whose calls answer `key * 10` and are counted; the first call it makes waits for
-    /// the returned sender (like a round trip in progress), so callers can queue behind it.
-    fn held_gather() -> (Arc<Gather<u32, u32>>, Arc<AtomicUsize>, oneshot::Sender<()>) {
+    /// the returned sender (like a round trip in progress), so callers can queue behind it. That
+    /// call has begun when this returns.
+    async fn held_gather() -> (Arc<Gather<u32, u32>>, Arc<AtomicUsize>, oneshot::Sender<()>) {
         let (release, held) = oneshot::channel::<()>();
         let held = Arc::new(Mutex::new(Some(held)));
         let gather = Arc::new(Gather::<u32, u32>::default());
@@ -197,6 +198,7 @@ mod tests {
             };
             caller.0.call(0, run).await.unwrap()
         });
+        settle().await;
         (gather, calls, release)
     }
 
@@ -237,8 +239,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn callers_that_keep_coming_share_one_call() {
-        let (gather, calls, release) = held_gather();
-        settle().await;
+        let (gather, calls, release) = held_gather().await;
         // Two callers queue behind a call in progress; once it is over, a new one every step.
         let mut burst = vec![call(&gather, &calls, 1), call(&gather, &calls, 2)];
         settle().await;
@@ -263,8 +264,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn callers_that_never_stop_coming_are_answered_within_the_linger() {
-        let (gather, calls, release) = held_gather();
-        settle().await;
+        let (gather, calls, release) = held_gather().await;
         // The held call began now, and its round trip takes 5 ms.
         let start = Instant::now();
         let mut burst = vec![call(&gather, &calls, 1), call(&gather, &calls, 2)];
@@ -292,8 +292,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_goes_without_waiting_for_more() {
-        let (gather, calls, release) = held_gather();
-        settle().await;
+        let (gather, calls, release) = held_gather().await;
         let tasks: Vec<_> = (1..=MAX_BATCH as u32).map(|k| call(&gather, &calls, k)).collect();
         while gather.lock_queue().len() < MAX_BATCH {
             tokio::task::yield_now().await;
